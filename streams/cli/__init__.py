@@ -1,0 +1,25 @@
+"""The `headwater` command line: one Typer sub-app per area, each in its own module."""
+
+from __future__ import annotations
+
+import typer
+
+from streams.cli import broker
+from streams.logs import configure_logging
+
+app = typer.Typer(
+    name="headwater",
+    help="Streaming data pipelines on Kafka: validate, transform, enrich and quality-check records.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(broker.app, name="broker")
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log at debug level.")) -> None:
+    configure_logging(verbose)
+
+
+def main() -> None:
+    app()
