@@ -205,7 +205,7 @@ class EmbeddedBroker:
 
     def _java_command(self, java: str, libs: Path, main: str, *args: str) -> list[str]:
         return [
-            java, f"-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            java, "-Xms256m", f"-Xmx{self.heap}", "-XX:+UseG1GC", "-Djava.awt.headless=true",
             f"-Dlog4j.configuration=file:{LOG4J_CONFIG}", f"-Dkafka.logs.dir={self.log_file.parent}",
             "-cp", f"{libs}/*", main, *args,
         ]

@@ -1,0 +1,32 @@
+# Headwater: `make setup` once (idempotent), then `make demo` or `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint bench clean
+
+setup: $(STAMP)
+	@$(BIN)/headwater broker install
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/headwater up
+
+lint: setup
+	$(BIN)/ruff check streams schemas quality connectors tests bench
+	$(BIN)/mypy
+
+test: lint
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python bench/kafka_baseline.py
+
+clean:
+	rm -rf $(VENV) .cache .headwater .pytest_cache .mypy_cache .ruff_cache
