@@ -19,7 +19,9 @@ def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
 
 
 def port_bindable(port: int, host: str = "127.0.0.1") -> bool:
+    """True when a server could listen on the port; SO_REUSEADDR as servers set it, so TIME_WAIT is no obstacle."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:

@@ -75,6 +75,18 @@ def _java_binary() -> str:
     return candidate
 
 
+_EXCEPTION_LINE = re.compile(r"^(?:Caused by: )?[\w.$]+(?:Exception|Error|Fault)\b:? ?(.*)$")
+
+
+def _first_exception(lines: list[str]) -> str | None:
+    """The message of the first Java exception in some output, e.g. from a stack trace."""
+    for line in lines:
+        match = _EXCEPTION_LINE.match(line.strip())
+        if match:
+            return line.strip()
+    return None
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -217,8 +229,9 @@ class EmbeddedBroker:
         )
         result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
         if result.returncode != 0:
-            reason = (result.stderr or result.stdout).strip().splitlines()
-            raise BrokerError(f"formatting {self.kraft_dir} failed: {reason[-1] if reason else 'no output'}")
+            lines = (result.stderr + result.stdout).strip().splitlines()
+            reason = _first_exception(lines) or (lines[0] if lines else "no output")
+            raise BrokerError(f"formatting {self.kraft_dir} failed: {reason}")
 
     def start(self) -> BrokerStatus:
         """Start the broker in the background and return once it answers a metadata request."""
@@ -234,6 +247,7 @@ class EmbeddedBroker:
         properties = self._write_server_properties(port, controller_port)
         self._format_storage(java, libs, cluster_id, properties)
 
+        log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         stdout = (self.log_file.parent / "stdout.log").open("ab")
         with stdout:
             self._process = subprocess.Popen(
@@ -245,17 +259,31 @@ class EmbeddedBroker:
             )
         self._write_state(BrokerState(self._process.pid, port, controller_port, cluster_id, self.host))
         log.info("event=broker_starting pid=%d port=%d data_dir=%s", self._process.pid, port, self.data_dir)
-        self._wait_ready(port)
+        self._wait_ready(port, log_offset)
         return self.status()
 
-    def _wait_ready(self, port: int) -> None:
+    def _failure_reason(self, log_offset: int) -> str:
+        """The first exception this start logged, so the user sees why without opening the log."""
+        lines: list[str] = []
+        if self.log_file.exists():
+            with self.log_file.open("rb") as handle:
+                handle.seek(log_offset)
+                lines = handle.read().decode("utf-8", errors="replace").splitlines()
+        stdout_log = self.log_file.parent / "stdout.log"
+        if stdout_log.exists():
+            lines += stdout_log.read_text(errors="replace").splitlines()[-20:]
+        reason = _first_exception(lines)
+        return f" ({reason})" if reason else ""
+
+    def _wait_ready(self, port: int, log_offset: int) -> None:
         deadline = time.monotonic() + self.start_timeout
         bootstrap = f"{self.host}:{port}"
         while time.monotonic() < deadline:
             assert self._process is not None
             if self._process.poll() is not None:
                 raise BrokerError(
-                    f"the broker exited with code {self._process.returncode} during start; see {self.log_file}"
+                    f"the broker exited with code {self._process.returncode} during start"
+                    f"{self._failure_reason(log_offset)}; see {self.log_file}"
                 )
             if port_in_use(port, self.host) and self._answers_metadata(bootstrap):
                 log.info("event=broker_ready bootstrap=%s", bootstrap)

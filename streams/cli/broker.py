@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 import typer
 from rich.console import Console
@@ -17,8 +18,10 @@ DEFAULT_DATA_DIR = Path(".headwater/broker")
 DataDir = typer.Option(DEFAULT_DATA_DIR, "--data-dir", "-d", help="Folder holding the broker's data and logs.")
 
 
-def _fail(exc: BrokerError) -> None:
-    err.print(f"[red]error:[/red] {exc}", highlight=False)
+def _fail(exc: BrokerError, log_file: Path | None = None) -> NoReturn:
+    err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    if log_file is not None and str(log_file) not in str(exc):
+        err.print(f"broker log: {log_file}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -42,7 +45,7 @@ def start(
     try:
         status = broker.start()
     except BrokerError as exc:
-        _fail(exc)
+        _fail(exc, broker.log_file)
     console.print(f"broker running (pid {status.pid}); bootstrap servers: {status.bootstrap}")
     console.print(f"log: {status.log_file}")
 
