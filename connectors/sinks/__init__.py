@@ -1,0 +1,1 @@
+"""Sink connectors: Kafka topics into warehouses and object stores."""

@@ -1,0 +1,209 @@
+"""PostgreSQL warehouse sink (psycopg 3): each batch is COPied into a temporary staging table, then merged with
+`INSERT ... ON CONFLICT (key) DO UPDATE` (rows whose values did not change are left alone, so a replay changes
+nothing) and tombstones delete their key, all in one transaction."""
+
+from __future__ import annotations
+
+import logging
+
+import psycopg
+from psycopg import sql
+from pydantic import Field, SecretStr
+
+from connectors.base import RetryableError
+from connectors.columns import Column, Kind
+from connectors.registry import register
+from connectors.sinks.warehouse import SOURCE_COLUMN, TablePlan, WarehouseConfig, WarehouseSink
+
+log = logging.getLogger(__name__)
+
+_TYPES: dict[Kind, str] = {
+    "boolean": "boolean",
+    "int": "integer",
+    "long": "bigint",
+    "float": "real",
+    "double": "double precision",
+    "string": "text",
+    "bytes": "bytea",
+    "date": "date",
+    "time": "time",
+    "timestamp": "timestamptz",
+    "json": "jsonb",
+}
+_KINDS: dict[str, Kind] = {
+    "boolean": "boolean",
+    "integer": "int",
+    "smallint": "int",
+    "bigint": "long",
+    "real": "float",
+    "double precision": "double",
+    "text": "string",
+    "character varying": "string",
+    "uuid": "string",
+    "bytea": "bytes",
+    "numeric": "decimal",
+    "date": "date",
+    "time without time zone": "time",
+    "timestamp with time zone": "timestamp",
+    "timestamp without time zone": "timestamp",
+    "jsonb": "json",
+    "json": "json",
+}
+
+
+class PostgresConfig(WarehouseConfig):
+    dsn: SecretStr = Field(
+        description="libpq connection string or URL, e.g. postgresql://user@host:5432/db. Put the password in "
+        "the environment (${PGPASSWORD} in the YAML is expanded) rather than in the file."
+    )
+    db_schema: str = Field(default="public", alias="schema", description="Database schema holding the tables.")
+    connect_timeout: int = Field(default=10, gt=0, description="Seconds to wait for a connection before retrying.")
+    statement_timeout_ms: int = Field(default=300_000, gt=0, description="Longest a single statement may run.")
+
+
+def _sql_type(column: Column) -> str:
+    if column.kind == "decimal":
+        return f"numeric({column.precision},{column.scale})"
+    return _TYPES[column.kind]
+
+
+@register("postgres")
+class PostgresSink(WarehouseSink[PostgresConfig]):
+    """Upserts topics into PostgreSQL tables, one table per topic, keyed on the record key."""
+
+    Config = PostgresConfig
+
+    def __init__(self, name: str, config: PostgresConfig) -> None:
+        super().__init__(name, config)
+        self._conn: psycopg.Connection[tuple[object, ...]] | None = None
+
+    def _connection(self) -> psycopg.Connection[tuple[object, ...]]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            try:
+                self._conn = psycopg.connect(
+                    self.config.dsn.get_secret_value(),
+                    connect_timeout=self.config.connect_timeout,
+                    options=f"-c statement_timeout={self.config.statement_timeout_ms}",
+                )
+            except psycopg.OperationalError as exc:
+                raise RetryableError(f"PostgreSQL unreachable: {type(exc).__name__}") from exc
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+        self._conn = None
+
+    def _name(self, table: str) -> sql.Composed:
+        return sql.SQL("{}.{}").format(sql.Identifier(self.config.db_schema), sql.Identifier(table))
+
+    def _existing_columns(self, table: str) -> dict[str, Kind] | None:
+        query = (
+            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s AND table_name = %s"
+        )
+        try:
+            with self._connection().cursor() as cur:
+                rows = cur.execute(query, (self.config.db_schema, table)).fetchall()
+            self._connection().commit()
+        except psycopg.OperationalError as exc:
+            self._drop_connection()
+            raise RetryableError(f"PostgreSQL unreachable: {type(exc).__name__}") from exc
+        if not rows:
+            return None
+        return {str(name): _KINDS.get(str(data_type), "json") for name, data_type in rows}
+
+    def _is_row_error(self, exc: Exception) -> bool:
+        return isinstance(exc, psycopg.DataError | psycopg.IntegrityError | psycopg.ProgrammingError)
+
+    def _apply(self, plan: TablePlan) -> None:
+        conn = self._connection()
+        try:
+            with conn.transaction(), conn.cursor() as cur:
+                self._evolve(cur, plan)
+                if plan.rows:
+                    self._upsert(cur, plan)
+                if plan.deletes:
+                    cur.execute(
+                        sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(
+                            self._name(plan.table), sql.Identifier(self.config.key_column)
+                        ),
+                        (plan.deletes,),
+                    )
+        except psycopg.OperationalError as exc:
+            self._drop_connection()
+            raise RetryableError(f"PostgreSQL unreachable: {type(exc).__name__}") from exc
+        except psycopg.InterfaceError as exc:
+            self._drop_connection()
+            raise RetryableError(f"PostgreSQL connection lost: {type(exc).__name__}") from exc
+        log.debug(
+            "event=batch_written sink=%s table=%s upserts=%d deletes=%d",
+            self.name,
+            plan.table,
+            len(plan.rows),
+            len(plan.deletes),
+        )
+
+    def _evolve(self, cur: psycopg.Cursor[tuple[object, ...]], plan: TablePlan) -> None:
+        table = self._name(plan.table)
+        if plan.create:
+            cur.execute(
+                sql.SQL("CREATE TABLE IF NOT EXISTS {} ({} text PRIMARY KEY, {} text)").format(
+                    table, sql.Identifier(self.config.key_column), sql.Identifier(SOURCE_COLUMN)
+                )
+            )
+            log.info("event=table_created sink=%s table=%s", self.name, plan.table)
+        for column in plan.add:
+            cur.execute(
+                sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} {}").format(
+                    table, sql.Identifier(column.name), sql.SQL(_sql_type(column))
+                )
+            )
+        for column in plan.widen:
+            cur.execute(
+                sql.SQL("ALTER TABLE {} ALTER COLUMN {} TYPE {}").format(
+                    table, sql.Identifier(column.name), sql.SQL(_sql_type(column))
+                )
+            )
+        if plan.add or plan.widen:
+            log.info(
+                "event=table_evolved sink=%s table=%s added=%d widened=%d",
+                self.name,
+                plan.table,
+                len(plan.add),
+                len(plan.widen),
+            )
+
+    def _upsert(self, cur: psycopg.Cursor[tuple[object, ...]], plan: TablePlan) -> None:
+        names = [self.config.key_column, *(c.name for c in plan.columns), SOURCE_COLUMN]
+        idents = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+        cur.execute(
+            sql.SQL("CREATE TEMP TABLE hw_stage (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
+                self._name(plan.table)
+            )
+        )
+        with cur.copy(sql.SQL("COPY hw_stage ({}) FROM STDIN").format(idents)) as copy:
+            for row in plan.rows:
+                copy.write_row(row)
+        updated = names[1:]
+        assignments = sql.SQL(", ").join(
+            sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(n), sql.Identifier(n)) for n in updated
+        )
+        current = sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(n)) for n in updated)
+        incoming = sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(n)) for n in updated)
+        cur.execute(
+            sql.SQL(
+                "INSERT INTO {} AS t ({}) SELECT {} FROM hw_stage ON CONFLICT ({}) DO UPDATE SET {} "
+                "WHERE ROW({}) IS DISTINCT FROM ROW({})"
+            ).format(
+                self._name(plan.table),
+                idents,
+                idents,
+                sql.Identifier(self.config.key_column),
+                assignments,
+                current,
+                incoming,
+            )
+        )
+
+    def close(self) -> None:
+        self._drop_connection()

@@ -1,0 +1,1 @@
+"""Source connectors: CRMs, ERPs and HTTP ingest into Kafka topics."""
