@@ -5,6 +5,7 @@ their system."""
 from __future__ import annotations
 
 import asyncio
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,8 +39,9 @@ class RetryableError(ConnectorError):
 class SourceRecord:
     """One record read from the external system, before Avro encoding.
 
-    `raw` is the payload exactly as the system returned it: the value of the dead letter if the record cannot be
-    encoded. `value=None` is a deletion (a tombstone on the topic).
+    `raw` is the payload as the system returned it (bytes, or the parsed object, serialised as JSON only when
+    needed): the value of the dead letter if the record cannot be encoded. `value=None` is a deletion (a
+    tombstone on the topic).
     """
 
     topic: str
@@ -47,7 +49,12 @@ class SourceRecord:
     value: Mapping[str, Any] | None
     schema: Mapping[str, Any]
     position: str
-    raw: bytes
+    raw: bytes | Mapping[str, Any]
+
+    def raw_bytes(self) -> bytes:
+        if isinstance(self.raw, bytes):
+            return self.raw
+        return json.dumps(self.raw, default=str, separators=(",", ":")).encode()
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,9 @@ from typing import Any
 from connectors.base import Connector
 
 _MODULES = (
-    "connectors.sources.salesforce",
-    "connectors.sources.hubspot",
-    "connectors.sources.webhook",
     "connectors.sources.sql",
     "connectors.sinks.postgres",
     "connectors.sinks.duckdb",
-    "connectors.sinks.s3",
 )
 
 _REGISTRY: dict[str, type[Connector[Any]]] = {}

@@ -78,6 +78,7 @@ class SinkLoop:
         self._deserializer = AvroDeserializer(self._client)
         self._dead_letters = AckedProducer(kafka)
         self._subscribed = False
+        self._stop = threading.Event()
         self.committed: dict[tuple[str, int], int] = {}
         self.written = 0
         self.dead_lettered = 0
@@ -92,6 +93,7 @@ class SinkLoop:
 
     def run(self, stop: threading.Event) -> None:
         """Consume and write until `stop` is set."""
+        self._stop = stop
         self._subscribe()
         log.info("event=sink_started sink=%s topics=%s", self.sink.name, ",".join(self.topics))
         while not stop.is_set():
@@ -167,6 +169,9 @@ class SinkLoop:
             "event=sink_retry sink=%s attempt=%d wait_s=%.1f reason=%s", self.sink.name, state.attempt_number, wait, exc
         )
 
+    def _stopped(self, _state: RetryCallState) -> bool:
+        return self._stop.is_set()
+
     def _idle(self, seconds: float) -> None:
         """Wait while staying a live group member: partitions paused, consumer still polled."""
         assignment = self._consumer.assignment()
@@ -174,7 +179,7 @@ class SinkLoop:
             self._consumer.pause(assignment)
         deadline = time.monotonic() + seconds
         try:
-            while (remaining := deadline - time.monotonic()) > 0:
+            while (remaining := deadline - time.monotonic()) > 0 and not self._stop.is_set():
                 self._consumer.poll(min(remaining, 1.0))
         finally:
             if assignment:
@@ -185,6 +190,7 @@ class SinkLoop:
             retry=retry_if_exception_type(RetryableError),
             wait=_BACKOFF,
             sleep=self._idle,
+            stop=self._stopped,
             before_sleep=self._log_retry,
             reraise=True,
         )
@@ -258,6 +264,7 @@ class SinkLoop:
         while any(self.committed.get(tp, 0) < end for tp, end in targets.items() if end > 0):
             if stop is not None and stop.is_set():
                 return
+            self._stop = stop or self._stop
             if time.monotonic() > deadline:
                 raise TimeoutError(f"sink {self.sink.name} did not catch up with {self.topics} in {timeout:.0f}s")
             self.step()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from streams.cli import broker
+from streams.cli import broker, connect
 from streams.logs import configure_logging
 
 app = typer.Typer(
@@ -14,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(broker.app, name="broker")
+app.add_typer(connect.app, name="connect")
 
 
 @app.callback()

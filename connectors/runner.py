@@ -1,0 +1,215 @@
+"""`headwater connect run CONFIG.yaml [...]`: validate every file completely, then run its connectors.
+
+A config file:
+
+    kafka: {bootstrap.servers: 127.0.0.1:9092}
+    registry: {url: http://127.0.0.1:8081}
+    connectors:
+      - name: erp-orders            # unique; the key of this source's cursor in _headwater.connect-offsets
+        connector: sql              # see `headwater connect list`
+        config: {url: "postgresql+psycopg://erp@db/erp", tables: [...]}
+
+`${VAR}` anywhere in the file is replaced by the environment variable VAR, so secrets stay out of the file.
+Kafka and registry settings follow the usual precedence (flag > HEADWATER_* environment > file > default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource
+
+from connectors.base import Connector, PollingSource, PushSource, Sink
+from connectors.offsets import OffsetStore
+from connectors.registry import UnknownConnectorError, lookup
+from connectors.sink_loop import SinkLoop
+from connectors.source_loop import AsyncEmitter, SourceLoop
+from streams.settings import HeadwaterSettings
+
+log = logging.getLogger(__name__)
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(ValueError):
+    """A config file that cannot run; the message names the file and the field."""
+
+
+class ConnectorEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", description="Unique name of this connector.")
+    connector: str = Field(description="Connector type, as listed by `headwater connect list`.")
+    config: dict[str, Any] = Field(default_factory=dict, description="The connector's own settings.")
+
+
+class RunFile(HeadwaterSettings):
+    connectors: list[ConnectorEntry] = Field(min_length=1)
+
+
+@dataclass
+class RunPlan:
+    path: Path
+    settings: HeadwaterSettings
+    connectors: list[Connector[Any]]
+
+
+def _expand(text: str, path: Path) -> str:
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise ConfigError(f"{path}: environment variable {name} is not set (referenced as ${{{name}}})")
+        return os.environ[name]
+
+    return _VARIABLE.sub(value, text)
+
+
+def _underscore(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {str(key).replace(".", "_"): value for key, value in data.items()}
+    return data
+
+
+def _location(loc: Sequence[int | str]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _first_error(exc: ValidationError, prefix: str) -> str:
+    error = exc.errors()[0]
+    where = _location([*([prefix] if prefix else []), *error["loc"]])
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {error['msg']}{more}"
+
+
+def _settings(path: Path, data: dict[str, Any], overrides: dict[str, Any]) -> RunFile:
+    file_data = {key: _underscore(value) if key in ("kafka", "registry") else value for key, value in data.items()}
+
+    class FromFile(RunFile):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            return init_settings, env_settings, file_secret_settings, InitSettingsSource(settings_cls, file_data)
+
+    try:
+        return FromFile(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_first_error(exc, '')}") from exc
+
+
+def load_plan(path: Path, overrides: dict[str, Any] | None = None) -> RunPlan:
+    """Read, expand and validate one config file; nothing is started. Raises ConfigError naming the field."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file")
+    try:
+        data = yaml.safe_load(_expand(path.read_text(encoding="utf-8"), path))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with a `connectors` list")
+    settings = _settings(path, data, overrides or {})
+    connectors: list[Connector[Any]] = []
+    seen: set[str] = set()
+    for index, entry in enumerate(settings.connectors):
+        where = f"connectors[{index}]"
+        if entry.name in seen:
+            raise ConfigError(f"{path}: {where}.name: connector name {entry.name!r} is used twice")
+        seen.add(entry.name)
+        try:
+            cls = lookup(entry.connector)
+        except UnknownConnectorError as exc:
+            raise ConfigError(f"{path}: {where}.connector: {exc}") from exc
+        try:
+            config = cls.Config.model_validate(entry.config)
+        except ValidationError as exc:
+            raise ConfigError(f"{path}: {_first_error(exc, f'{where}.config')}") from exc
+        connectors.append(cls(entry.name, config))
+    return RunPlan(path, HeadwaterSettings(kafka=settings.kafka, registry=settings.registry), connectors)
+
+
+class Runner:
+    """Runs the connectors of validated plans, each in its own thread (push sources share one event loop),
+    until `stop` is set or one of them fails for good."""
+
+    def __init__(self, plans: Sequence[RunPlan]) -> None:
+        self.plans = plans
+        self.stop = threading.Event()
+        self.failures: list[str] = []
+        self._threads: list[threading.Thread] = []
+
+    def _guard(self, name: str, target: Any, *args: Any) -> None:
+        try:
+            target(*args)
+        except Exception as exc:
+            log.error("event=connector_failed connector=%s error_class=%s reason=%s", name, type(exc).__name__, exc)
+            self.failures.append(f"{name}: {exc}")
+            self.stop.set()
+
+    def _start(self, name: str, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=self._guard, args=(name, target, *args), name=f"connector-{name}")
+        thread.start()
+        self._threads.append(thread)
+
+    def run(self) -> None:
+        loops: list[SourceLoop | SinkLoop | AsyncEmitter | Connector[Any]] = []
+        push: list[tuple[PushSource[Any], AsyncEmitter]] = []
+        try:
+            for plan in self.plans:
+                offsets = OffsetStore(plan.settings.kafka)
+                for connector in plan.connectors:
+                    if isinstance(connector, PollingSource):
+                        source = SourceLoop(
+                            connector, kafka=plan.settings.kafka, registry=plan.settings.registry, offsets=offsets
+                        )
+                        loops.append(source)
+                        self._start(connector.name, source.run, self.stop)
+                    elif isinstance(connector, Sink):
+                        sink = SinkLoop(connector, kafka=plan.settings.kafka, registry=plan.settings.registry)
+                        loops.append(sink)
+                        self._start(connector.name, sink.run, self.stop)
+                    elif isinstance(connector, PushSource):
+                        emitter = AsyncEmitter(
+                            connector.name, kafka=plan.settings.kafka, registry=plan.settings.registry
+                        )
+                        loops.append(emitter)
+                        loops.append(connector)
+                        push.append((connector, emitter))
+            if push:
+                self._start("push-sources", asyncio.run, self._serve(push))
+            self.stop.wait()
+        finally:
+            self.stop.set()
+            for thread in self._threads:
+                thread.join()
+            for item in loops:
+                item.close()
+
+    async def _serve(self, push: Sequence[tuple[PushSource[Any], AsyncEmitter]]) -> None:
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            await asyncio.to_thread(self.stop.wait)
+            stop.set()
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await asyncio.gather(*(source.serve(emitter.emit, stop) for source, emitter in push))
+        finally:
+            watcher.cancel()
