@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from streams.cli import broker, connect
+from streams.cli import registry as registry_cli
 from streams.logs import configure_logging
 
 app = typer.Typer(
@@ -15,6 +16,7 @@ app = typer.Typer(
 )
 app.add_typer(broker.app, name="broker")
 app.add_typer(connect.app, name="connect")
+app.add_typer(registry_cli.app, name="registry")
 
 
 @app.callback()

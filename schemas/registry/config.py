@@ -1,0 +1,41 @@
+"""Settings of one `headwater registry serve` process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from streams.settings import KafkaSettings
+
+DEFAULT_TOPIC = "_schemas"
+
+
+class RegistryServerConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(8081, ge=1, le=65535, description="HTTP port.")
+    topic: str = Field(DEFAULT_TOPIC, min_length=1, description="Single-partition compacted storage topic.")
+    group: str | None = Field(
+        None, description="Kafka consumer group used to elect the primary (default: headwater-registry-<topic>)."
+    )
+    advertised_url: str | None = Field(
+        None, description="URL other registry processes use to forward writes here (default: http://host:port)."
+    )
+    users_file: Path | None = Field(
+        None, description="File of `user:password` lines enabling HTTP basic auth (also HEADWATER_REGISTRY_USERS)."
+    )
+    max_schema_bytes: int = Field(
+        default=512 * 1024, gt=0, description="Largest schema accepted; must fit a Kafka record with its JSON envelope."
+    )
+
+    @property
+    def election_group(self) -> str:
+        return self.group or f"headwater-registry-{self.topic}"
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return self.advertised_url or f"http://{host}:{self.port}"

@@ -1,0 +1,106 @@
+"""Run one registry process: listen at once, connect to Kafka with backoff, load `_schemas`, join the election,
+answer until SIGTERM/SIGINT, then leave the group and close cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from tenacity import AsyncRetrying, retry_if_not_exception_type, wait_exponential
+
+from schemas.registry.auth import basic_auth_middleware, load_users
+from schemas.registry.config import RegistryServerConfig
+from schemas.registry.election import PrimaryElection
+from schemas.registry.routes import REGISTRY, Registry, add_routes, error_middleware, readiness_middleware
+from schemas.registry.service import RegistryService
+from schemas.registry.state import RegistryState
+from schemas.registry.store import SchemaLog, TopicLayoutError
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+
+
+def build_app(config: RegistryServerConfig, registry: Registry) -> web.Application:
+    middlewares: list[Any] = [error_middleware]
+    users = load_users(config.users_file)
+    if users:
+        middlewares.append(basic_auth_middleware(users))
+    middlewares.append(readiness_middleware)
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BYTES)
+    app[REGISTRY] = registry
+    add_routes(app)
+    log.info("event=registry_auth enabled=%s users=%d", bool(users), len(users))
+    return app
+
+
+async def _with_backoff(what: str, attempt: Callable[[], Awaitable[None]]) -> None:
+    async for retry in AsyncRetrying(
+        wait=wait_exponential(multiplier=0.5, max=10),
+        retry=retry_if_not_exception_type((TopicLayoutError, asyncio.CancelledError)),
+        before_sleep=lambda state: log.warning(
+            "event=kafka_unavailable step=%s attempt=%d error=%s",
+            what,
+            state.attempt_number,
+            type(state.outcome.exception()).__name__ if state.outcome else "",
+        ),
+    ):
+        with retry:
+            await attempt()
+
+
+async def serve(config: RegistryServerConfig, stop: asyncio.Event) -> None:
+    state = RegistryState()
+    store = SchemaLog(config.kafka, config.topic, state)
+    election = PrimaryElection(config.kafka, config.topic, config.election_group, config.url)
+    registry = Registry(RegistryService(state, store, config.max_schema_bytes), election)
+    app = build_app(config, registry)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, config.host, config.port).start()
+    log.info("event=registry_listening url=%s topic=%s", config.url, config.topic)
+    registry.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
+
+    async def connect() -> None:
+        await _with_backoff("load_schemas_topic", store.start)
+        await _with_backoff("join_election", election.start)
+        await election.settled.wait()
+        registry.ready = True
+        log.info("event=registry_ready subjects=%d max_id=%d", len(state.subjects), state.max_id)
+
+    connecting = asyncio.create_task(connect(), name="registry-connect")
+    stopping = asyncio.create_task(stop.wait(), name="registry-stop")
+    try:
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if connecting.done() and connecting.exception() is not None:
+            raise connecting.exception()  # type: ignore[misc]
+        await stop.wait()
+    finally:
+        log.info("event=registry_stopping")
+        registry.ready = False
+        connecting.cancel()
+        stopping.cancel()
+        await asyncio.gather(connecting, stopping, return_exceptions=True)
+        await runner.cleanup()
+        await election.stop()
+        await store.stop()
+        await registry.session.close()
+        log.info("event=registry_stopped")
+
+
+def run(config: RegistryServerConfig) -> None:
+    """Serve until SIGTERM or SIGINT."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(config, stop)
+
+    asyncio.run(main())
