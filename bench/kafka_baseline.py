@@ -1,0 +1,156 @@
+"""Kafka ceiling on this machine: confluent-kafka produce, consume and consume->produce passthrough rates.
+
+Starts its own embedded broker in a temporary folder, so nothing else shares it. Every later benchmark is
+compared against these figures (measured again in its own run, since the machine is shared and noisy).
+Usage: python bench/kafka_baseline.py [--messages N] [--size BYTES]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from streams.broker import EmbeddedBroker
+from streams.ports import free_port
+
+PRODUCER_TUNING = {"linger.ms": 20, "batch.size": 1_000_000, "compression.type": "lz4", "acks": "all"}
+
+
+@dataclass
+class Rate:
+    name: str
+    messages: int
+    seconds: float
+    size: int
+
+    @property
+    def per_second(self) -> float:
+        return self.messages / self.seconds
+
+    @property
+    def megabytes_per_second(self) -> float:
+        return self.messages * self.size / self.seconds / 1e6
+
+
+def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
+    admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name].result(30)
+
+
+def produce(bootstrap: str, topic: str, count: int, size: int) -> Rate:
+    producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_TUNING})
+    payload = os.urandom(size // 2).hex().encode()[:size]
+    began = time.perf_counter()
+    for i in range(count):
+        while True:
+            try:
+                producer.produce(topic, key=str(i % 1000).encode(), value=payload)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    remaining = producer.flush(120)
+    elapsed = time.perf_counter() - began
+    if remaining:
+        raise SystemExit(f"{remaining} messages were not delivered")
+    return Rate("produce", count, elapsed, size)
+
+
+def _consumer(bootstrap: str) -> Consumer:
+    return Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": f"bench-{uuid.uuid4().hex}",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "fetch.max.bytes": 52_428_800,
+        "queued.max.messages.kbytes": 262_144,
+    })
+
+
+def consume(bootstrap: str, topic: str, count: int, size: int) -> Rate:
+    consumer = _consumer(bootstrap)
+    consumer.subscribe([topic])
+    seen = 0
+    began: float | None = None
+    while seen < count:
+        batch = consumer.consume(10_000, timeout=1.0)
+        if batch and began is None:
+            began = time.perf_counter()
+        seen += sum(1 for message in batch if not message.error())
+    assert began is not None
+    elapsed = time.perf_counter() - began
+    consumer.close()
+    return Rate("consume", count, elapsed, size)
+
+
+def passthrough(bootstrap: str, source: str, sink: str, count: int, size: int) -> Rate:
+    consumer = _consumer(bootstrap)
+    producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_TUNING})
+    consumer.subscribe([source])
+    seen = 0
+    began: float | None = None
+    while seen < count:
+        batch = consumer.consume(10_000, timeout=1.0)
+        if batch and began is None:
+            began = time.perf_counter()
+        for message in batch:
+            if message.error():
+                continue
+            while True:
+                try:
+                    producer.produce(sink, key=message.key(), value=message.value(), headers=message.headers())
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            seen += 1
+        producer.poll(0)
+        if batch:
+            consumer.commit(asynchronous=True)
+    remaining = producer.flush(120)
+    assert began is not None and remaining == 0
+    elapsed = time.perf_counter() - began
+    consumer.close()
+    return Rate("passthrough", count, elapsed, size)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=200_000)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--partitions", type=int, default=4)
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="hw-bench-") as folder:
+        broker = EmbeddedBroker(Path(folder), port=free_port())
+        status = broker.start()
+        assert status.bootstrap is not None
+        try:
+            source, sink = "bench.baseline.raw", "bench.baseline.enriched"
+            create_topic(status.bootstrap, source, args.partitions)
+            create_topic(status.bootstrap, sink, args.partitions)
+            rates = [
+                produce(status.bootstrap, source, args.messages, args.size),
+                consume(status.bootstrap, source, args.messages, args.size),
+                passthrough(status.bootstrap, source, sink, args.messages, args.size),
+            ]
+        finally:
+            broker.stop()
+
+    print(f"Kafka baseline: {args.messages:,} messages of {args.size} B, {args.partitions} partitions, "
+          f"{os.cpu_count()} cores, broker on this machine")
+    print(f"{'path':<12} {'msgs/s':>10} {'MB/s':>8} {'ratio to produce':>17}")
+    for rate in rates:
+        print(f"{rate.name:<12} {rate.per_second:>10,.0f} {rate.megabytes_per_second:>8.1f} "
+              f"{rate.per_second / rates[0].per_second:>17.2f}")
+
+
+if __name__ == "__main__":
+    main()
