@@ -1,0 +1,10 @@
+# Headwater's processes (registry, pipeline workers, connectors) for docker-compose users.
+FROM python:3.11-slim
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY streams streams
+COPY schemas schemas
+COPY quality quality
+COPY connectors connectors
+RUN pip install --no-cache-dir .
+ENTRYPOINT ["headwater"]
