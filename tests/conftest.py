@@ -5,4 +5,6 @@ from __future__ import annotations
 
 pytest_plugins = [
     "tests.fixtures.kafka",
+    "tests.fixtures.postgres",
+    "tests.fixtures.registry",
 ]

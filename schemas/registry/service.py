@@ -319,7 +319,14 @@ class RegistryService:
         async with self._write_lock:
             await self.store.catch_up()
             self._check_writable(subject)
-            value = self.version(subject, raw_version, deleted=permanent and version != LATEST)
+            value = self.version(subject, raw_version, deleted=version != LATEST)
+            if value.deleted and not permanent:
+                raise errors.RegistryError(
+                    404,
+                    errors.VERSION_SOFT_DELETED,
+                    f"Subject '{subject}' Version {value.version} was soft deleted. Set permanent=true to delete "
+                    "permanently",
+                )
             self._refuse_if_referenced(subject, [value])
             if permanent:
                 if not value.deleted:
