@@ -1,0 +1,22 @@
+"""Enrichment providers (one module each, registered by name) and the stage that runs them over a batch."""
+
+from __future__ import annotations
+
+from streams.enrich import language, sentiment
+from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider, ProviderConfig
+from streams.enrich.registry import build, config_model, register
+from streams.enrich.stage import EnrichStage
+
+__all__ = [
+    "EnrichFailure",
+    "EnrichOutcome",
+    "EnrichStage",
+    "Enriched",
+    "Provider",
+    "ProviderConfig",
+    "build",
+    "config_model",
+    "language",
+    "register",
+    "sentiment",
+]

@@ -1,0 +1,60 @@
+"""Language of a text field with py3langid (local, offline): an ISO 639-1 code, or null when unsure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from importlib.metadata import version
+from typing import Any
+
+from py3langid.langid import MODEL_FILE, LanguageIdentifier
+from pydantic import Field
+
+from streams.enrich import registry
+from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderConfig, run_cpu_bound
+from streams.transforms import fields
+
+
+class LanguageConfig(ProviderConfig):
+    text_field: str = Field(description="Dotted path of the text to identify; records without text get null.")
+    output_field: str = Field("language", description="Field receiving the ISO 639-1 code.")
+    languages: list[str] | None = Field(
+        None, description="Restrict the answer to these ISO 639-1 codes (faster and more accurate when known)."
+    )
+    min_confidence: float = Field(0.5, ge=0, le=1, description="Below this probability the answer is null.")
+    min_chars: int = Field(12, ge=1, description="Texts shorter than this are too short to tell; null.")
+
+
+class LanguageProvider(Provider):
+    name = "language"
+    config: LanguageConfig
+
+    @property
+    def model(self) -> str:
+        return f"py3langid-{version('py3langid')}"
+
+    @cached_property
+    def _identifier(self) -> LanguageIdentifier:
+        identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        if self.config.languages:
+            identifier.set_languages(self.config.languages)
+        return identifier
+
+    def _identify(self, texts: list[Any]) -> list[str | None]:
+        identifier = self._identifier
+        found: list[str | None] = []
+        for text in texts:
+            if not isinstance(text, str) or len(text.strip()) < self.config.min_chars:
+                found.append(None)
+                continue
+            code, confidence = identifier.classify(text)
+            found.append(str(code) if confidence >= self.config.min_confidence else None)
+        return found
+
+    async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
+        path = fields.split(self.config.text_field)
+        codes = await run_cpu_bound(self._identify, [fields.get(record, path) for record in batch])
+        return [Enriched({self.config.output_field: code}) for code in codes]
+
+
+registry.register(LanguageProvider.name, LanguageConfig, LanguageProvider)
