@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel
 
 from connectors.base import Connector
 
@@ -62,18 +64,39 @@ class FieldDoc:
 
 
 def _type_name(annotation: Any) -> str:
-    text = getattr(annotation, "__name__", None) if not getattr(annotation, "__args__", None) else None
-    return text or str(annotation).replace("typing.", "").replace("pydantic.types.", "")
+    if get_args(annotation):
+        return str(annotation).replace("typing.", "").replace("pydantic.types.", "").replace("pathlib.", "")
+    return str(getattr(annotation, "__name__", annotation))
 
 
-def describe(cls: type[Connector[Any]]) -> Iterator[FieldDoc]:
-    """The documented fields of a connector's config model."""
-    for name, info in cls.Config.model_fields.items():
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The model inside `Model`, `list[Model]` or `Model | None`, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _nested_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _fields(model: type[BaseModel], prefix: str) -> Iterator[FieldDoc]:
+    for name, info in model.model_fields.items():
         default = "" if info.is_required() else repr(info.get_default(call_default_factory=True))
+        full = prefix + (info.alias or name)
         yield FieldDoc(
-            name=info.alias or name,
+            name=full,
             type=_type_name(info.annotation),
             required=info.is_required(),
             default=default,
             description=info.description or "",
         )
+        nested = _nested_model(info.annotation)
+        if nested is not None:
+            marker = "[]." if get_origin(info.annotation) is list else "."
+            yield from _fields(nested, full + marker)
+
+
+def describe(cls: type[Connector[Any]]) -> Iterator[FieldDoc]:
+    """The documented fields of a connector's config model, nested models' fields as `parent[].field`."""
+    yield from _fields(cls.Config, "")
