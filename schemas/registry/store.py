@@ -29,7 +29,7 @@ class TopicLayoutError(RuntimeError):
 def ensure_topic(kafka: KafkaSettings, topic: str) -> None:
     """Create the single-partition compacted topic if missing (blocking: call from an executor)."""
     admin = AdminClient(kafka.confluent())
-    metadata = admin.list_topics(timeout=10)
+    metadata = admin.list_topics(timeout=5)
     existing = metadata.topics.get(topic)
     if existing is not None and existing.error is None:
         if len(existing.partitions) != 1:
