@@ -260,6 +260,9 @@ class SinkLoop:
         for tp in committed:
             if tp.offset >= 0:
                 self.committed[(tp.topic, tp.partition)] = tp.offset
+        # A one-shot load assigns the partitions itself instead of waiting seconds for a group rebalance.
+        self._consumer.assign([TopicPartition(tp.topic, tp.partition, tp.offset) for tp in committed])
+        self._subscribed = True
         deadline = time.monotonic() + timeout
         while any(self.committed.get(tp, 0) < end for tp, end in targets.items() if end > 0):
             if stop is not None and stop.is_set():
