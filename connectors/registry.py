@@ -15,6 +15,7 @@ _MODULES = (
     "connectors.sources.sql",
     "connectors.sinks.postgres",
     "connectors.sinks.duckdb",
+    "connectors.sinks.s3",
 )
 
 _REGISTRY: dict[str, type[Connector[Any]]] = {}

@@ -6,5 +6,6 @@ from __future__ import annotations
 pytest_plugins = [
     "tests.fixtures.kafka",
     "tests.fixtures.postgres",
+    "tests.fixtures.s3",
     "tests.fixtures.registry",
 ]

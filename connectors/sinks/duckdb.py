@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 from pydantic import Field
 
+from connectors.arrow import arrow_type
 from connectors.base import RetryableError
 from connectors.columns import Column, Kind
 from connectors.registry import register
@@ -57,24 +58,6 @@ _KINDS: dict[str, Kind] = {
     "TIMESTAMP": "timestamp",
     "JSON": "json",
 }
-
-
-def _arrow_type(column: Column) -> pa.DataType:
-    if column.kind == "decimal":
-        return pa.decimal128(min(column.precision, 38), column.scale)
-    return {
-        "boolean": pa.bool_(),
-        "int": pa.int32(),
-        "long": pa.int64(),
-        "float": pa.float32(),
-        "double": pa.float64(),
-        "string": pa.string(),
-        "bytes": pa.binary(),
-        "date": pa.date32(),
-        "time": pa.time64("us"),
-        "timestamp": pa.timestamp("us", tz="UTC"),
-        "json": pa.string(),
-    }[column.kind]
 
 
 def _sql_type(column: Column) -> str:
@@ -154,7 +137,7 @@ class DuckDBSink(WarehouseSink[DuckDBConfig]):
 
     def _stage(self, plan: TablePlan) -> pa.Table:
         names = [self.config.key_column, *(c.name for c in plan.columns), SOURCE_COLUMN]
-        types = [pa.string(), *(_arrow_type(c) for c in plan.columns), pa.string()]
+        types = [pa.string(), *(arrow_type(c) for c in plan.columns), pa.string()]
         columns: list[list[Any]] = [list(values) for values in zip(*plan.rows, strict=True)]
         arrays = [pa.array(values, type=t) for values, t in zip(columns, types, strict=True)]
         return pa.Table.from_arrays(arrays, names=names)
