@@ -6,6 +6,7 @@ import typer
 
 from streams.cli import broker, connect
 from streams.cli import registry as registry_cli
+from streams.cli import schemas as schemas_cli
 from streams.logs import configure_logging
 
 app = typer.Typer(
@@ -17,6 +18,7 @@ app = typer.Typer(
 app.add_typer(broker.app, name="broker")
 app.add_typer(connect.app, name="connect")
 app.add_typer(registry_cli.app, name="registry")
+app.add_typer(schemas_cli.app, name="schemas")
 
 
 @app.callback()
