@@ -85,8 +85,10 @@ class QualityValidator:
         from great_expectations.core.expectation_suite import ExpectationSuite
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
-        logging.getLogger("great_expectations").setLevel(logging.ERROR)
         context = gx.get_context(mode="ephemeral")
+        for name in [*logging.root.manager.loggerDict, "great_expectations"]:
+            if name.startswith("great_expectations"):
+                logging.getLogger(name).setLevel(logging.ERROR)
         context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         try:
             suite = context.suites.add(ExpectationSuite(**{**definition, "name": definition.get("name", "suite")}))

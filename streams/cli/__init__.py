@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from streams.cli import broker, connect
+from streams.cli import pipeline as pipeline_cli
 from streams.cli import registry as registry_cli
 from streams.cli import schemas as schemas_cli
 from streams.logs import configure_logging
@@ -19,6 +20,7 @@ app.add_typer(broker.app, name="broker")
 app.add_typer(connect.app, name="connect")
 app.add_typer(registry_cli.app, name="registry")
 app.add_typer(schemas_cli.app, name="schemas")
+pipeline_cli.register(app)
 
 
 @app.callback()

@@ -1,0 +1,129 @@
+"""`headwater run`, `headwater tail`, `headwater up`: run pipelines, read topics, and the all-local demo."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from streams import envelope
+from streams.pipeline.config import PipelineConfigError, load_pipeline
+from streams.pipeline.runner import run_workers
+from streams.pipeline.tail import render, tail
+from streams.pipeline.worker import WorkerOptions
+from streams.settings import HeadwaterSettings, load_settings
+
+console = Console()
+err = Console(stderr=True)
+
+Bootstrap = typer.Option(None, "--bootstrap", "-b", help="Kafka bootstrap servers (overrides settings).")
+Registry = typer.Option(None, "--registry", "-r", help="Schema registry URL (overrides settings).")
+Config = typer.Option(None, "--config", "-c", help="Headwater settings YAML (kafka, registry sections).")
+Pipelines = typer.Argument(..., help="Pipeline YAML files; one worker per pipeline in this process.")
+DataDir = typer.Option(Path(".headwater"), "--data-dir", "-d", help="Where broker, registry log and warehouse live.")
+
+
+def _settings(config: Path | None, bootstrap: str | None, registry: str | None) -> HeadwaterSettings:
+    overrides: dict[str, Any] = {}
+    if bootstrap:
+        overrides["kafka"] = {"bootstrap.servers": bootstrap}
+    if registry:
+        overrides["registry"] = {"url": registry}
+    try:
+        return load_settings(config, **overrides)
+    except (FileNotFoundError, ValueError) as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from exc
+
+
+def run(
+    pipelines: list[Path] = Pipelines,
+    bootstrap: str | None = Bootstrap,
+    registry: str | None = Registry,
+    config: Path | None = Config,
+    status_port: int = typer.Option(9464, "--status-port", help="Port of /metrics, /healthz, /readyz (0: any)."),
+    session_timeout_ms: int = typer.Option(10_000, "--session-timeout-ms", help="Consumer group session timeout."),
+) -> None:
+    """Run pipelines against a cluster until SIGTERM/Ctrl-C. Start more with the same files to share partitions."""
+    try:
+        configs = [load_pipeline(path) for path in pipelines]
+    except PipelineConfigError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from exc
+    settings = _settings(config, bootstrap, registry)
+    options = WorkerOptions(session_timeout_ms=session_timeout_ms)
+    stats = asyncio.run(run_workers(configs, settings, options, status_port=status_port))
+    for pipeline, result in zip(configs, stats, strict=True):
+        console.print(
+            f"{pipeline.label}: in {result.records_in}, out {result.records_out}, "
+            f"dead-lettered {result.dead_lettered}"
+        )
+
+
+def tail_command(
+    topic: str = typer.Argument(..., help="Topic to read (enriched, raw or dead-letter)."),
+    from_beginning: bool = typer.Option(False, "--from-beginning", help="Start at the oldest record."),
+    max_records: int | None = typer.Option(None, "--max", "-n", help="Stop after this many records."),
+    idle_timeout: float | None = typer.Option(None, "--idle-timeout", help="Stop after this many idle seconds."),
+    bootstrap: str | None = Bootstrap,
+    registry: str | None = Registry,
+    config: Path | None = Config,
+) -> None:
+    """Print a topic's records decoded, and dead letters with their reasons."""
+    settings = _settings(config, bootstrap, registry)
+    shown = 0
+    try:
+        for item in tail(settings, topic, from_beginning, idle_timeout):
+            if item.dead_letter:
+                console.print(
+                    f"[red]DLQ[/red] {item.headers.get(envelope.SOURCE, item.source)} key={item.key} "
+                    f"stage={item.headers.get(envelope.ERROR_STAGE)} class={item.headers.get(envelope.ERROR_CLASS)} "
+                    f"reason={escape(item.headers.get(envelope.ERROR_MESSAGE, ''))}",
+                    highlight=False,
+                )
+            elif item.record is not None:
+                lineage = " ".join(
+                    f"{name}={value}" for name, value in item.headers.items() if name.startswith("hw-")
+                )
+                console.print(f"{item.source} key={item.key} {escape(lineage)}", highlight=False)
+                console.print(escape(render(item.record)), highlight=False, soft_wrap=True)
+            else:
+                console.print(f"{item.source} key={item.key} undecodable: {escape(item.error or 'no value')}")
+            shown += 1
+            if max_records is not None and shown >= max_records:
+                break
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from exc
+    except KeyboardInterrupt:
+        return
+
+
+def up_command(
+    records: int = typer.Option(50_000, "--records", "-n", help="Sample events to produce (CRM + ERP)."),
+    data_dir: Path = DataDir,
+    seed: int = typer.Option(7, "--seed", help="Seed of the sample generator."),
+    rate: float | None = typer.Option(None, "--rate", help="Produce the sample at this many records/s."),
+    warehouse: bool = typer.Option(True, "--warehouse/--no-warehouse", help="Load the results into DuckDB."),
+) -> None:
+    """Start broker and registry locally, run a messy sample through both pipelines, summarise, stop everything."""
+    from streams.up import UpOptions, up
+
+    try:
+        up(UpOptions(data_dir=data_dir, records=records, seed=seed, rate=rate, warehouse=warehouse), console)
+    except KeyboardInterrupt:
+        err.print("interrupted; stopped everything `up` started")
+        raise typer.Exit(130) from None
+    except PipelineConfigError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from exc
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)
+    app.command("tail")(tail_command)
+    app.command("up")(up_command)

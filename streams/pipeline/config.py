@@ -1,0 +1,188 @@
+"""Pipeline definitions: YAML files loaded into pydantic models, rejected before anything starts when invalid."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+import quality
+from schemas import catalog
+from streams.enrich import config_model
+from streams.enrich.base import ProviderConfig
+from streams.transforms import TransformStep
+
+SUITES_DIR = Path(quality.__file__).parent / "suites"
+_TOPIC = re.compile(r"^[a-z0-9_]+(\.[a-z0-9_-]+)+$")
+
+
+class PipelineConfigError(ValueError):
+    """A pipeline file that cannot be used; the message names the file and the field."""
+
+
+def _check_topic(value: str) -> str:
+    if not _TOPIC.match(value):
+        raise ValueError(f"{value!r} is not a topic name of the form <domain>.<entity>.<stage>")
+    return value
+
+
+class SchemaRef(BaseModel):
+    """An Avro schema: a catalog name (`crm/contact_enriched`) or a path to an `.avsc` file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_: str = Field(alias="schema", description="Catalog name or `.avsc` path (relative to the pipeline file).")
+    subject: str | None = Field(None, description="Registry subject; default `<topic>-value`.")
+
+
+class InputConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    topics: list[str] = Field(min_length=1, description="Raw topics to read (Confluent-wire Avro).")
+    reader_schema: str | None = Field(
+        None, description="Optional catalog name or `.avsc` path to resolve every writer schema to."
+    )
+
+    @field_validator("topics")
+    @classmethod
+    def _topics(cls, value: list[str]) -> list[str]:
+        return [_check_topic(topic) for topic in value]
+
+
+class OutputConfig(SchemaRef):
+    topic: str = Field(description="Topic receiving the enriched records.")
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, value: str) -> str:
+        return _check_topic(value)
+
+
+class EnrichStep(BaseModel):
+    """One provider by name with its options (validated against the provider's own config model)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: str = Field(description="Registered provider name, e.g. `sentiment`, `language`.")
+    options: dict[str, Any] = Field(default_factory=dict, description="The provider's options.")
+
+    @model_validator(mode="after")
+    def _options_valid(self) -> EnrichStep:
+        config_model(self.provider).model_validate(self.options)
+        return self
+
+    def config(self) -> ProviderConfig:
+        return config_model(self.provider).model_validate(self.options)
+
+
+class QualityConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    suite: str = Field(
+        description="A suite shipped in `quality/suites` by name (`crm_contacts`), or a path to a GX suite JSON file."
+    )
+
+
+class BatchConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    size: int = Field(2000, ge=1, le=100_000, description="Most records per micro-batch.")
+    linger_ms: int = Field(50, ge=0, le=60_000, description="Longest wait for a micro-batch to fill.")
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$", description="Pipeline name (lower case, underscores).")
+    version: str = Field("1", description="Pipeline version, written to `hw-pipeline` as name@version.")
+    input: InputConfig
+    output: OutputConfig
+    dead_letter_topic: str | None = Field(None, description="Default `<domain>.<entity>.dlq` of the first input.")
+    transform: list[TransformStep] = Field(default_factory=list, description="Declarative steps, in order.")
+    enrich: list[EnrichStep] = Field(default_factory=list, description="Enrichment providers, in order.")
+    quality: QualityConfig | None = None
+    batch: BatchConfig = Field(default_factory=lambda: BatchConfig.model_validate({}))
+    consumer_group: str | None = Field(None, description="Kafka consumer group; default `headwater.<name>`.")
+    base_dir: Path = Field(Path("."), exclude=True, description="Directory relative paths are resolved against.")
+
+    @model_validator(mode="after")
+    def _defaults(self) -> PipelineConfig:
+        if self.dead_letter_topic is None:
+            domain, entity = self.input.topics[0].split(".")[:2]
+            self.dead_letter_topic = f"{domain}.{entity}.dlq"
+        _check_topic(self.dead_letter_topic)
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def group(self) -> str:
+        return self.consumer_group or f"headwater.{self.name}"
+
+    @property
+    def dlq_topic(self) -> str:
+        assert self.dead_letter_topic is not None
+        return self.dead_letter_topic
+
+    @property
+    def output_subject(self) -> str:
+        return self.output.subject or f"{self.output.topic}-value"
+
+    def resolve(self, reference: str) -> Path:
+        path = Path(reference)
+        return path if path.is_absolute() or path.exists() else self.base_dir / path
+
+    def suite_path(self) -> Path | None:
+        if self.quality is None:
+            return None
+        suite = self.quality.suite
+        if "/" not in suite and not suite.endswith(".json"):
+            return SUITES_DIR / f"{suite}.json"
+        return self.resolve(suite)
+
+    def load_schema(self, reference: str) -> dict[str, Any]:
+        if reference.endswith(".avsc"):
+            loaded: dict[str, Any] = json.loads(self.resolve(reference).read_text(encoding="utf-8"))
+            return loaded
+        return catalog.load_schema(reference)
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    location = ".".join(str(part) for part in first["loc"]) or "(top level)"
+    more = f" (and {error.error_count() - 1} more)" if error.error_count() > 1 else ""
+    return f"field {location}: {first['msg']}{more}"
+
+
+def load_pipeline(path: Path) -> PipelineConfig:
+    """Parse and check one pipeline file, including that its schemas and suite exist."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise PipelineConfigError(f"pipeline file {path}: cannot read it: {exc}") from exc
+    except yaml.YAMLError as exc:
+        raise PipelineConfigError(f"pipeline file {path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise PipelineConfigError(f"pipeline file {path}: expected a mapping at the top level")
+    try:
+        config = PipelineConfig.model_validate({**raw, "base_dir": path.parent})
+    except ValidationError as exc:
+        raise PipelineConfigError(f"pipeline file {path}: {_describe(exc)}") from exc
+    references = [("output.schema", config.output.schema_)]
+    if config.input.reader_schema:
+        references.append(("input.reader_schema", config.input.reader_schema))
+    for field_path, reference in references:
+        try:
+            config.load_schema(reference)
+        except (OSError, KeyError, ValueError) as exc:
+            raise PipelineConfigError(f"pipeline file {path}: field {field_path}: {exc}") from exc
+    suite = config.suite_path()
+    if config.quality and suite is not None and not suite.is_file():
+        raise PipelineConfigError(f"pipeline file {path}: field quality.suite: {config.quality.suite} does not exist")
+    return config

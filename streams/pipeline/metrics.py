@@ -1,0 +1,30 @@
+"""Prometheus metrics of the pipeline workers (names per ARCHITECTURE.md: headwater_<part>_<what>_<unit>)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECORDS = Counter(
+    "headwater_pipeline_records_total",
+    "Records by pipeline, stage reached and outcome (in, out, dead_letter).",
+    ["pipeline", "stage", "outcome"],
+)
+BATCH_SECONDS = Histogram(
+    "headwater_pipeline_batch_duration_seconds",
+    "Time from a micro-batch read to its offsets committed.",
+    ["pipeline"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+LATENCY_SECONDS = Histogram(
+    "headwater_pipeline_end_to_end_latency_seconds",
+    "From the input record's timestamp to its output being acknowledged by the broker.",
+    ["pipeline"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+ASSIGNED_PARTITIONS = Gauge(
+    "headwater_pipeline_assigned_partitions", "Input partitions assigned to this worker.", ["pipeline"]
+)
+RETRIES = Counter(
+    "headwater_pipeline_retries_total", "Batches retried because a dependency failed.", ["pipeline", "reason"]
+)
+ENRICH_COST = Counter("headwater_enrich_cost_usd_total", "Cost of enrichment calls in USD.", ["provider"])

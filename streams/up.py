@@ -1,0 +1,255 @@
+"""`headwater up`: everything on loopback — broker, registry, a messy sample, both pipelines, a DuckDB warehouse —
+with progress, a summary, and everything it started stopped on the way out (Ctrl-C included)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from schemas import catalog
+from schemas.client import registry_client
+from schemas.serde import AvroSerializer
+from streams.broker import EmbeddedBroker
+from streams.pipeline.config import PipelineConfig, load_pipeline
+from streams.pipeline.worker import PipelineWorker, WorkerOptions, WorkerStats
+from streams.ports import free_port
+from streams.sample import generate
+from streams.sample_loader import produce_sample
+from streams.settings import HeadwaterSettings, load_settings
+
+log = logging.getLogger(__name__)
+PIPELINES_DIR = Path(__file__).parent / "pipelines"
+DEFAULT_PIPELINES = [PIPELINES_DIR / "crm_contacts.yaml", PIPELINES_DIR / "erp_orders.yaml"]
+
+
+@dataclass
+class UpOptions:
+    data_dir: Path = Path(".headwater")
+    records: int = 50_000
+    seed: int = 7
+    rate: float | None = None
+    pipelines: list[Path] = field(default_factory=lambda: list(DEFAULT_PIPELINES))
+    warehouse: bool = True
+    timeout: float = 600.0
+
+
+class RegistrySubprocess:
+    """Engineer A's registry server, run as `headwater registry serve` in a child process."""
+
+    def __init__(self, bootstrap: str, log_file: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.bootstrap = bootstrap
+        self.log_file = log_file
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 60.0) -> None:
+        command = [sys.executable, "-c", "from streams.cli import main; main()", "registry", "serve",
+                   "--port", str(self.port), "--bootstrap", self.bootstrap]
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as output:
+            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the registry exited with {self.process.returncode}; see {self.log_file}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.2)
+        raise RuntimeError(f"the registry did not get ready within {timeout:.0f}s; see {self.log_file}")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+
+
+def register_schemas(settings: HeadwaterSettings) -> int:
+    client = registry_client(settings.registry)
+    for item in catalog.entries():
+        _ = AvroSerializer(client, item.subject, item.load()).schema_id
+    return len(catalog.entries())
+
+
+@dataclass
+class Summary:
+    stats: dict[str, WorkerStats]
+    produced: Counter[str]
+    seconds: float
+    warehouse: dict[str, int] = field(default_factory=dict)
+    queries: list[tuple[str, list[str], list[tuple[object, ...]]]] = field(default_factory=list)
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return 0.0
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(fraction * 100) - 1]
+
+
+def print_summary(console: Console, summary: Summary) -> None:
+    table = Table(title="Headwater pipelines", show_lines=False)
+    for column in ("pipeline", "in", "out", "dead letters", "records/s", "p50 ms", "p99 ms"):
+        table.add_column(column, justify="right" if column != "pipeline" else "left")
+    for name, stats in summary.stats.items():
+        table.add_row(
+            name, f"{stats.records_in:,}", f"{stats.records_out:,}", f"{stats.dead_lettered:,}",
+            f"{stats.records_in / summary.seconds:,.0f}" if summary.seconds else "-",
+            f"{_percentile(stats.latencies_ms, 0.50):,.0f}", f"{_percentile(stats.latencies_ms, 0.99):,.0f}",
+        )
+    console.print(table)
+    reasons = Table(title="Dead letters by stage and reason")
+    for column in ("pipeline", "stage", "reason", "records"):
+        reasons.add_column(column, justify="right" if column == "records" else "left")
+    for name, stats in summary.stats.items():
+        for (stage, reason), count in sorted(stats.dead_letters.items(), key=lambda item: -item[1]):
+            reasons.add_row(name, stage, reason, f"{count:,}")
+    console.print(reasons)
+    total_in = sum(stats.records_in for stats in summary.stats.values())
+    total_out = sum(stats.records_out for stats in summary.stats.values())
+    total_dead = sum(stats.dead_lettered for stats in summary.stats.values())
+    console.print(
+        f"records in {total_in:,} = out {total_out:,} + dead-lettered {total_dead:,} "
+        f"({'holds' if total_in == total_out + total_dead else 'DOES NOT HOLD'}); "
+        f"{total_in / summary.seconds:,.0f} records/s over {summary.seconds:.1f}s (latency includes the backlog "
+        "of a sample produced as fast as possible)"
+    )
+    if summary.warehouse:
+        console.print("warehouse rows: " + ", ".join(f"{topic} {rows:,}" for topic, rows in summary.warehouse.items()))
+    for title, columns, rows in summary.queries:
+        result = Table(title=title)
+        for column in columns:
+            result.add_column(column)
+        for row in rows:
+            result.add_row(*("" if value is None else str(value) for value in row))
+        console.print(result)
+
+
+WAREHOUSE_QUERIES = [
+    ("Contacts by country (DuckDB)",
+     "SELECT country_code, count(*) AS contacts, round(avg(sentiment), 3) AS avg_sentiment, "
+     "count(*) FILTER (WHERE quality = 'WARN') AS with_warnings FROM crm_contacts_enriched "
+     "GROUP BY 1 ORDER BY 2 DESC LIMIT 8"),
+    ("Orders by currency (DuckDB)",
+     "SELECT currency, count(*) AS orders, sum(amount_minor) AS total_minor_units, "
+     "mode(language) AS top_note_language FROM erp_orders_enriched GROUP BY 1 ORDER BY 2 DESC"),
+]
+
+
+def load_warehouse(database: Path, topics: list[str], settings: HeadwaterSettings, stop: threading.Event,
+                   ) -> tuple[dict[str, int], list[tuple[str, list[str], list[tuple[object, ...]]]]]:
+    import duckdb
+
+    from connectors.sinks.duckdb import load_until_caught_up
+
+    counts = load_until_caught_up(database, topics, kafka=settings.kafka, registry=settings.registry, stop=stop)
+    queries: list[tuple[str, list[str], list[tuple[object, ...]]]] = []
+    with duckdb.connect(str(database), read_only=True) as connection:
+        for title, sql in WAREHOUSE_QUERIES:
+            cursor = connection.execute(sql)
+            queries.append((title, [column[0] for column in cursor.description], cursor.fetchall()))
+    return counts, queries
+
+
+async def _run_pipelines(
+    configs: list[PipelineConfig], settings: HeadwaterSettings, options: UpOptions, console: Console,
+) -> Summary:
+    stop = asyncio.Event()
+    workers = [PipelineWorker(config, settings, WorkerOptions()) for config in configs]
+    tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
+    try:
+        with console.status("starting the pipelines (schemas, quality suites, consumer groups)"):
+            while not all(worker.ready for worker in workers):
+                if any(task.done() for task in tasks):
+                    break
+                await asyncio.sleep(0.1)
+        expected: Counter[str] = Counter()
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console) as progress:
+            produce_bar = progress.add_task("produce sample", total=options.records)
+            bars = {worker.config.name: progress.add_task(f"pipeline {worker.config.name}", total=None)
+                    for worker in workers}
+            started = time.monotonic()
+            producing = asyncio.create_task(asyncio.to_thread(
+                produce_sample, generate(options.records, seed=options.seed), settings.kafka,
+                registry_client(settings.registry), None,
+                lambda sent: progress.update(produce_bar, completed=sent), options.rate,
+            ))
+            deadline = time.monotonic() + options.timeout
+            while time.monotonic() < deadline:
+                for task in tasks:
+                    if task.done() and task.exception() is not None:
+                        raise task.exception()  # type: ignore[misc]
+                if producing.done() and not expected:
+                    expected = producing.result()
+                    progress.update(produce_bar, completed=options.records)
+                    for worker in workers:
+                        total = sum(expected[topic] for topic in worker.config.input.topics)
+                        progress.update(bars[worker.config.name], total=total)
+                for worker in workers:
+                    progress.update(bars[worker.config.name], completed=worker.stats.records_in)
+                if expected and all(
+                    worker.stats.records_in >= sum(expected[topic] for topic in worker.config.input.topics)
+                    for worker in workers
+                ):
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                raise TimeoutError(f"the pipelines did not process the sample within {options.timeout:.0f}s")
+            elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return Summary({worker.config.label: worker.stats for worker in workers}, expected, elapsed)
+
+
+def up(options: UpOptions, console: Console) -> Summary:
+    """Start what is needed, run the sample through, summarise, and stop everything started here."""
+    configs = [load_pipeline(path) for path in options.pipelines]
+    data_dir = options.data_dir.resolve()
+    broker = EmbeddedBroker(data_dir / "broker", port=free_port())
+    registry: RegistrySubprocess | None = None
+    stop_loading = threading.Event()
+    try:
+        with console.status("starting the embedded Kafka broker"):
+            status = broker.start()
+        assert status.bootstrap is not None
+        console.print(f"broker on {status.bootstrap} (data in {data_dir})")
+        registry = RegistrySubprocess(status.bootstrap, data_dir / "registry.log")
+        with console.status("starting the schema registry"):
+            registry.start()
+        settings = load_settings(kafka={"bootstrap.servers": status.bootstrap}, registry={"url": registry.url})
+        console.print(f"registry on {registry.url}; registered {register_schemas(settings)} schemas")
+        summary = asyncio.run(_run_pipelines(configs, settings, options, console))
+        if options.warehouse:
+            with console.status("loading the enriched topics into DuckDB"):
+                summary.warehouse, summary.queries = load_warehouse(
+                    data_dir / "warehouse.duckdb", [config.output.topic for config in configs], settings, stop_loading
+                )
+        print_summary(console, summary)
+        return summary
+    finally:
+        stop_loading.set()
+        if registry is not None:
+            registry.stop()
+        broker.stop()
