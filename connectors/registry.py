@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from connectors.base import Connector
 
 _MODULES = (
+    "connectors.sources.salesforce",
     "connectors.sources.sql",
     "connectors.sinks.postgres",
     "connectors.sinks.duckdb",

@@ -37,14 +37,20 @@ class RecordEncoder:
         self.connector = connector
         self._client = registry_client(registry)
         self._serializers: dict[tuple[str, str], AvroSerializer] = {}
+        self._by_identity: dict[tuple[str, int], tuple[Any, AvroSerializer]] = {}
 
     def _serializer(self, topic: str, schema: Any) -> AvroSerializer:
+        # Sources hand the same schema object with every record: look it up by identity before comparing text.
+        found = self._by_identity.get((topic, id(schema)))
+        if found is not None and found[0] is schema:
+            return found[1]
         text = json.dumps(schema, sort_keys=True, separators=(",", ":"))
-        found = self._serializers.get((topic, text))
-        if found is None:
-            found = AvroSerializer(self._client, f"{topic}-value", schema)
-            self._serializers[(topic, text)] = found
-        return found
+        serializer = self._serializers.get((topic, text))
+        if serializer is None:
+            serializer = AvroSerializer(self._client, f"{topic}-value", schema)
+            self._serializers[(topic, text)] = serializer
+        self._by_identity[(topic, id(schema))] = (schema, serializer)
+        return serializer
 
     def encode(self, records: Sequence[SourceRecord], failures: Sequence[SourceFailure]) -> list[Outgoing]:
         out: list[Outgoing] = []
