@@ -60,6 +60,13 @@ class TablePlan:
     delete_records: list[SinkRecord] = field(default_factory=list)
 
 
+def _row(key: str, record: SinkRecord, names: Sequence[str], json_columns: Sequence[int]) -> tuple[Any, ...]:
+    cells = list(map((record.value or {}).get, names))
+    for index in json_columns:
+        cells[index] = to_json(cells[index])
+    return (key, *cells, record.source)
+
+
 class WarehouseSink(Sink[WarehouseConfigT]):
     """A SQL warehouse reached through `_existing_columns` and `_apply`, implemented per database."""
 
@@ -147,12 +154,14 @@ class WarehouseSink(Sink[WarehouseConfigT]):
             assert record.key is not None
             last.pop(record.key, None)
             last[record.key] = record
+        names = [c.name for c in order]
+        json_columns = [i for i, c in enumerate(order) if c.kind == "json"]
         for key, record in last.items():
             if record.value is None:
                 plan.deletes.append(key)
                 plan.delete_records.append(record)
             else:
-                plan.rows.append(self._row(key, record, order))
+                plan.rows.append(_row(key, record, names, json_columns))
                 plan.row_records.append(record)
         return plan, rejected
 
@@ -187,11 +196,6 @@ class WarehouseSink(Sink[WarehouseConfigT]):
             if column.name not in planned:
                 planned[column.name] = column.kind
                 plan.add.append(Column(column.name, column.kind, True, column.precision, column.scale))
-
-    def _row(self, key: str, record: SinkRecord, columns: Sequence[Column]) -> tuple[Any, ...]:
-        value = record.value or {}
-        cells = [to_json(value.get(c.name)) if c.kind == "json" else value.get(c.name) for c in columns]
-        return (key, *cells, record.source)
 
     def _apply_or_split(self, plan: TablePlan) -> list[Rejected]:
         """Apply the plan; if the database refuses some value, apply record by record and reject only those."""
