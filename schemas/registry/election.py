@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -42,11 +43,14 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
 
 class PrimaryElection:
-    def __init__(self, kafka: KafkaSettings, topic: str, group: str, url: str) -> None:
+    def __init__(
+        self, kafka: KafkaSettings, topic: str, group: str, url: str, on_change: Callable[[bool], None] | None = None
+    ) -> None:
         self.kafka = kafka
         self.topic = topic
         self.group = group
         self.url = url
+        self.on_change = on_change
         self.is_primary = False
         self.settled = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
@@ -57,6 +61,8 @@ class PrimaryElection:
         if primary != self.is_primary:
             log.info("event=registry_role_changed role=%s url=%s", "primary" if primary else "secondary", self.url)
         self.is_primary = primary
+        if self.on_change is not None:
+            self.on_change(primary)
         self._cached_primary = (0.0, None)
 
     async def start(self) -> None:

@@ -57,7 +57,9 @@ async def _with_backoff(what: str, attempt: Callable[[], Awaitable[None]]) -> No
 async def serve(config: RegistryServerConfig, stop: asyncio.Event) -> None:
     state = RegistryState()
     store = SchemaLog(config.kafka, config.topic, state)
-    election = PrimaryElection(config.kafka, config.topic, config.election_group, config.url)
+    election = PrimaryElection(
+        config.kafka, config.topic, config.election_group, config.url, on_change=lambda _: store.mark_stale()
+    )
     registry = Registry(RegistryService(state, store, config.max_schema_bytes), election)
     app = build_app(config, registry)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

@@ -235,7 +235,7 @@ class RegistryService:
     async def register(self, subject: str, body: Any) -> int:
         request = self.schema_request(body)
         async with self._write_lock:
-            await self.store.catch_up()
+            await self.store.ensure_synced()
             mode = self._check_writable(subject)
             importing = request.requested_id is not None or request.requested_version is not None
             if importing and mode != "IMPORT":
@@ -284,7 +284,7 @@ class RegistryService:
 
     async def delete_subject(self, subject: str, permanent: bool) -> list[int]:
         async with self._write_lock:
-            await self.store.catch_up()
+            await self.store.ensure_synced()
             self._check_writable(subject)
             everything = self.state.versions(subject, deleted=True)
             if not everything:
@@ -317,7 +317,7 @@ class RegistryService:
     async def delete_version(self, subject: str, raw_version: str, permanent: bool) -> int:
         version = parse_version(raw_version)
         async with self._write_lock:
-            await self.store.catch_up()
+            await self.store.ensure_synced()
             self._check_writable(subject)
             value = self.version(subject, raw_version, deleted=version != LATEST)
             if value.deleted and not permanent:
@@ -367,7 +367,7 @@ class RegistryService:
 
     async def delete_config(self, subject: str | None) -> dict[str, Any]:
         async with self._write_lock:
-            await self.store.catch_up()
+            await self.store.ensure_synced()
             previous = self.config(subject, default_to_global=subject is None)
             await self.store.write(records.config_key(subject), None)
         return previous
@@ -380,7 +380,7 @@ class RegistryService:
             raise errors.invalid_mode(mode)
         mode = mode.upper()
         async with self._write_lock:
-            await self.store.catch_up()
+            await self.store.ensure_synced()
             has_schemas = bool(self.state.subjects) if subject is None else subject in self.state.subjects
             if mode == "IMPORT" and has_schemas and not force:
                 raise errors.not_permitted("Cannot import since found existing subjects; use force=true to override")
@@ -390,7 +390,7 @@ class RegistryService:
 
     async def delete_mode(self, subject: str) -> dict[str, Any]:
         async with self._write_lock:
-            await self.store.catch_up()
+            await self.store.ensure_synced()
             previous = self.mode_of(subject, default_to_global=False)
             await self.store.write(records.mode_key(subject), None)
         return previous

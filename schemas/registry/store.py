@@ -54,6 +54,7 @@ class SchemaLog:
         self.state = state
         self.partition = TopicPartition(topic, 0)
         self.applied_offset = -1
+        self.synced = False
         self._advanced = asyncio.Condition()
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -104,6 +105,16 @@ class SchemaLog:
     async def catch_up(self) -> None:
         """Wait until everything written to the topic so far (by any instance) is in the state."""
         await self.wait_applied(await self.end_offset() - 1)
+        self.synced = True
+
+    def mark_stale(self) -> None:
+        """Others may have written (e.g. a previous primary): catch up again before the next write."""
+        self.synced = False
+
+    async def ensure_synced(self) -> None:
+        """Catch up only when needed: a primary reads its own writes back, so it stays current between them."""
+        if not self.synced:
+            await self.catch_up()
 
     async def write(self, key: bytes, value: bytes | None) -> int:
         assert self._producer is not None
