@@ -140,15 +140,15 @@ class AvroSerializer:
         self._schema = Schema(_schema_text(schema), "AVRO", references or [])
         self._parsed = SchemaCache(client).parse(self._schema)
         self._schema_id: int | None = None
+        self._prefix = b""
         self._id_expires = 0.0
-        self._buffer = io.BytesIO()
-        self._lock = threading.Lock()
 
     @property
     def schema_id(self) -> int:
         """The registry id of this schema under the subject; looked up again after the subject TTL."""
         if self._schema_id is None or time.monotonic() >= self._id_expires:
             self._schema_id = self._resolve_id()
+            self._prefix = header(self._schema_id)
             self._id_expires = time.monotonic() + SUBJECT_TTL_SECONDS
         return self._schema_id
 
@@ -167,22 +167,29 @@ class AvroSerializer:
                 raise EncodeError(f"registry refused the schema for {self.subject}: {exc.error_message}") from exc
             raise
 
+    def _current_prefix(self) -> bytes:
+        if time.monotonic() >= self._id_expires:
+            self.schema_id  # noqa: B018 - refreshes the id and prefix
+        return self._prefix
+
     def encode(self, record: Mapping[str, Any]) -> bytes:
-        prefix = header(self.schema_id)
-        with self._lock:
-            return self._encode_one(prefix, record)
+        buffer = io.BytesIO(self._current_prefix())
+        buffer.seek(HEADER_SIZE)
+        return self._encode_into(buffer, record)
 
     def encode_many(self, records: Iterable[Mapping[str, Any]]) -> list[bytes]:
-        """Encode a batch with one id check and one lock acquisition."""
-        prefix = header(self.schema_id)
-        with self._lock:
-            return [self._encode_one(prefix, record) for record in records]
+        """Encode a batch with one id check and one reused buffer."""
+        prefix = self._current_prefix()
+        buffer = io.BytesIO()
+        encoded = []
+        for record in records:
+            buffer.seek(0)
+            buffer.truncate()
+            buffer.write(prefix)
+            encoded.append(self._encode_into(buffer, record))
+        return encoded
 
-    def _encode_one(self, prefix: bytes, record: Mapping[str, Any]) -> bytes:
-        buffer = self._buffer
-        buffer.seek(0)
-        buffer.truncate()
-        buffer.write(prefix)
+    def _encode_into(self, buffer: io.BytesIO, record: Mapping[str, Any]) -> bytes:
         try:
             schemaless_writer(buffer, self._parsed, record, strict_allow_default=True)
         except Exception as exc:  # fastavro signals a mismatch with TypeError/ValueError/KeyError/...
