@@ -25,6 +25,7 @@ from schemas.client import registry_client
 from schemas.serde import AvroSerializer
 from streams.broker import EmbeddedBroker
 from streams.pipeline.config import PipelineConfig, load_pipeline
+from streams.pipeline.kafka_io import ensure_topics, wait_for_broker
 from streams.pipeline.worker import PipelineWorker, WorkerOptions, WorkerStats
 from streams.ports import free_port
 from streams.sample import generate
@@ -33,6 +34,7 @@ from streams.settings import HeadwaterSettings, load_settings
 
 log = logging.getLogger(__name__)
 PIPELINES_DIR = Path(__file__).parent / "pipelines"
+RAW_PARTITIONS = 2
 DEFAULT_PIPELINES = [PIPELINES_DIR / "crm_contacts.yaml", PIPELINES_DIR / "erp_orders.yaml"]
 
 
@@ -239,6 +241,8 @@ def up(options: UpOptions, console: Console) -> Summary:
         with console.status("starting the schema registry"):
             registry.start()
         settings = load_settings(kafka={"bootstrap.servers": status.bootstrap}, registry={"url": registry.url})
+        admin = wait_for_broker(settings.kafka)
+        ensure_topics(admin, sorted({topic for config in configs for topic in config.input.topics}), RAW_PARTITIONS)
         console.print(f"registry on {registry.url}; registered {register_schemas(settings)} schemas")
         summary = asyncio.run(_run_pipelines(configs, settings, options, console))
         if options.warehouse:

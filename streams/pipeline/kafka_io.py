@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.cimpl import NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
-from tenacity import Retrying, before_sleep_log, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception_type,
+    stop_after_delay,
+    stop_when_event_set,
+    wait_exponential,
+)
 
 from streams.settings import KafkaSettings
 
@@ -21,17 +29,20 @@ class DependencyDown(RuntimeError):
     """The broker or the registry does not answer (yet)."""
 
 
-def _backoff(deadline: float) -> Retrying:
+def _backoff(deadline: float, halt: threading.Event | None = None) -> Retrying:
+    stop = stop_after_delay(deadline) | stop_when_event_set(halt) if halt is not None else stop_after_delay(deadline)
     return Retrying(
         retry=retry_if_exception_type(DependencyDown),
         wait=wait_exponential(multiplier=0.2, max=5),
-        stop=stop_after_delay(deadline),
+        stop=stop,
         before_sleep=before_sleep_log(log, logging.WARNING),
         reraise=True,
     )
 
 
-def wait_for_broker(kafka: KafkaSettings, deadline: float = 300.0) -> AdminClient:
+def wait_for_broker(
+    kafka: KafkaSettings, deadline: float = 300.0, halt: threading.Event | None = None
+) -> AdminClient:
     """An admin client once the cluster answers a metadata request; retried with backoff until the deadline."""
     admin = AdminClient({**kafka.confluent(), "log_level": 0, "socket.timeout.ms": 3000})
 
@@ -44,11 +55,13 @@ def wait_for_broker(kafka: KafkaSettings, deadline: float = 300.0) -> AdminClien
         if not metadata.brokers:
             raise DependencyDown(f"broker {kafka.bootstrap_servers} lists no brokers")
 
-    _backoff(deadline)(check)
+    _backoff(deadline, halt)(check)
     return admin
 
 
-def wait_for_registry(client: SchemaRegistryClient, url: str, deadline: float = 300.0) -> None:
+def wait_for_registry(
+    client: SchemaRegistryClient, url: str, deadline: float = 300.0, halt: threading.Event | None = None
+) -> None:
     def check() -> None:
         try:
             client.get_subjects()
@@ -56,7 +69,7 @@ def wait_for_registry(client: SchemaRegistryClient, url: str, deadline: float = 
             log.warning("event=registry_unreachable url=%s error=%s", url, type(exc).__name__)
             raise DependencyDown(f"registry {url} unreachable") from exc
 
-    _backoff(deadline)(check)
+    _backoff(deadline, halt)(check)
 
 
 def ensure_topics(admin: AdminClient, topics: list[str], partitions: int) -> None:
@@ -83,8 +96,15 @@ def partition_count(admin: AdminClient, topic: str) -> int:
 def max_message_bytes(admin: AdminClient, topics: list[str]) -> dict[str, int]:
     """Each topic's `max.message.bytes`, so an over-large record is dead-lettered instead of failing its batch."""
     limits: dict[str, int] = {}
-    resources = [ConfigResource("topic", topic) for topic in topics]
-    for resource, future in admin.describe_configs(resources).items():
-        entry = future.result(timeout=30).get("max.message.bytes")
-        limits[resource.name] = int(entry.value) if entry is not None and entry.value else DEFAULT_MAX_BYTES
+
+    def describe() -> None:
+        resources = [ConfigResource("topic", topic) for topic in topics if topic not in limits]
+        for resource, future in admin.describe_configs(resources).items():
+            try:
+                entry = future.result(timeout=30).get("max.message.bytes")
+            except KafkaException as exc:  # a topic created a moment ago may not be known to every broker yet
+                raise DependencyDown(f"cannot describe topic {resource.name}: {exc}") from exc
+            limits[resource.name] = int(entry.value) if entry is not None and entry.value else DEFAULT_MAX_BYTES
+
+    _backoff(60.0)(describe)
     return limits

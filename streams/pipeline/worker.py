@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -69,6 +70,7 @@ class PipelineWorker:
         self._consumer: Consumer | None = None
         self._producer: Producer | None = None
         self._label = config.label
+        self._halt = threading.Event()
 
     @property
     def ready(self) -> bool:
@@ -79,9 +81,10 @@ class PipelineWorker:
 
     def _start_dependencies(self) -> None:
         """Blocking start-up: wait for broker and registry, create topics, build the stages and the clients."""
-        admin = kafka_io.wait_for_broker(self.settings.kafka, self.options.startup_deadline_s)
+        deadline, halt = self.options.startup_deadline_s, self._halt
+        admin = kafka_io.wait_for_broker(self.settings.kafka, deadline, halt)
         registry = registry_client(self.settings.registry)
-        kafka_io.wait_for_registry(registry, self.settings.registry.url, self.options.startup_deadline_s)
+        kafka_io.wait_for_registry(registry, self.settings.registry.url, deadline, halt)
         outputs = [self.config.output.topic, self.config.dlq_topic]
         kafka_io.ensure_topics(admin, outputs, kafka_io.partition_count(admin, self.config.input.topics[0]))
         limits = kafka_io.max_message_bytes(admin, outputs)
@@ -144,7 +147,16 @@ class PipelineWorker:
 
     async def run(self, stop: asyncio.Event) -> WorkerStats:
         """Process until `stop` is set; the batch in flight is finished and committed before returning."""
-        await self._on_thread(self._consumer_thread, self._start_dependencies)
+        halt_on_stop = asyncio.create_task(self._halt_on(stop))
+        try:
+            await self._on_thread(self._consumer_thread, self._start_dependencies)
+        except Exception as exc:
+            await self._close()
+            if isinstance(exc, kafka_io.DependencyDown) and stop.is_set():
+                return self.stats
+            raise
+        finally:
+            halt_on_stop.cancel()
         self.running = True
         try:
             while not stop.is_set():
@@ -162,6 +174,10 @@ class PipelineWorker:
             self.running = False
             await self._close()
         return self.stats
+
+    async def _halt_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._halt.set()
 
     async def _process(self, batch: list[InMessage], stop: asyncio.Event) -> BatchResult | None:
         assert self._engine is not None
@@ -275,6 +291,8 @@ class PipelineWorker:
             await self._on_thread(self._consumer_thread, consumer.close)
         if self._producer is not None:
             await self._on_thread(self._producer_thread, self._producer.flush, 10.0)
+            self._producer = None
+        self._consumer = None
         if self._engine is not None:
             self._engine.close()
         self._consumer_thread.shutdown(wait=False)

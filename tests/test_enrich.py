@@ -1,0 +1,42 @@
+"""Local enrichment providers and the enrichment stage's per-record isolation of errors and timeouts."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from streams.enrich import EnrichFailure, EnrichStage, build
+from tests import pipeline_hooks  # noqa: F401  (registers the `flaky` provider)
+
+
+async def test_sentiment_and_language_write_their_fields() -> None:
+    sentiment = build("sentiment", {"text_field": "notes"})
+    language = build("language", {"text_field": "notes", "output_field": "lang"})
+    records = [
+        {"notes": "Great call, they love the product and will recommend us!"},
+        {"notes": "Der Kunde ist sehr unzufrieden mit der Lieferung und möchte sein Geld zurück."},
+        {"notes": None},
+        {"notes": "ok"},
+    ]
+    stage = EnrichStage([sentiment, language])
+    failures, headers = await stage.run(records)
+    assert failures == [None] * 4
+    assert records[0]["sentiment"] > 0.5 and records[0]["lang"] == "en"
+    assert records[1]["lang"] == "de"
+    assert records[2]["sentiment"] is None and records[2]["lang"] is None
+    assert records[3]["lang"] is None
+    used = json.loads(headers[0])
+    assert used["sentiment"]["model"].startswith("vader-") and used["language"]["model"].startswith("py3langid-")
+
+
+async def test_a_raising_and_a_hanging_record_fail_alone() -> None:
+    flaky = build("flaky", {"timeout_seconds": 0.3, "batch_size": 10, "concurrency": 4})
+    records = [{"notes": text} for text in ["a", "RAISE", "bbb", "SLOW", "cc"]]
+    started = time.monotonic()
+    failures, headers = await EnrichStage([flaky]).run(records)
+    assert time.monotonic() - started < 5
+    assert [failure is None for failure in failures] == [True, False, True, False, True]
+    assert isinstance(failures[1], EnrichFailure) and failures[1].error_class == "ConnectionError"
+    assert isinstance(failures[3], EnrichFailure) and failures[3].error_class == "TimeoutError"
+    assert [record.get("summary") for record in records] == ["len=1", None, "len=3", None, "len=2"]
+    assert json.loads(headers[0]) == {"flaky": {"cost_usd": 0.001, "model": "flaky-1"}}

@@ -1,0 +1,178 @@
+"""End to end on the real broker and registry: a seeded mixed input with every kind of bad record, and the
+exact contents of the enriched and dead-letter topics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from schemas.serde import header
+from streams.pipeline.config import load_pipeline
+from streams.pipeline.worker import PipelineWorker, WorkerOptions
+from streams.settings import load_settings
+from tests import pipeline_hooks  # noqa: F401  (registers the `flaky` provider)
+from tests.fixtures.kafka import KafkaService
+from tests.fixtures.registry import RegistryService
+from tests.pipeline_support import contact, encoder, pipeline_file, produce_values, read_topic
+
+GOOD = 40
+
+
+async def run_until(worker: PipelineWorker, done: Any, timeout: float = 90.0) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    deadline = time.monotonic() + timeout
+    try:
+        while not done():
+            assert not task.done() or task.exception() is None, task.exception()
+            assert time.monotonic() < deadline, "worker did not finish in time"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+
+
+async def test_mixed_input_ends_in_outputs_and_one_dead_letter_per_bad_record(
+    kafka: KafkaService, registry: RegistryService, tmp_path: Path
+) -> None:
+    raw = kafka.create_topic()
+    domain, entity = raw.split(".")[:2]
+    enriched, dlq = f"{domain}.{entity}.enriched", f"{domain}.{entity}.dlq"
+    kafka.create_topic(enriched, **{"max.message.bytes": "6000"})
+    serializer = encoder(registry.client(), raw)
+    good = [contact(n, notes=None if n % 5 == 0 else "Very happy with the service!",
+                    email=None if n % 7 == 0 else f"z{n}@example.com") for n in range(GOOD)]
+    bad: dict[str, tuple[bytes, bytes | None]] = {
+        "undecodable": (b"bad-1", b"definitely not avro"),
+        "unknown_id": (b"bad-2", header(987654) + b"\x02\x04"),
+        "cast": (b"bad-3", serializer.encode(contact(901, account_id="not-a-number"))),
+        "hook": (b"bad-4", serializer.encode(contact(902, first_name="EXPLODE"))),
+        "provider_raises": (b"bad-5", serializer.encode(contact(903, notes="RAISE"))),
+        "provider_times_out": (b"bad-6", serializer.encode(contact(904, notes="SLOW"))),
+        "quality": (b"bad-7", serializer.encode(contact(905, last_name=""))),
+        "too_large": (b"bad-8", serializer.encode(contact(906, notes="x" * 7000))),
+        "tombstone": (b"bad-9", None),
+    }
+    items: list[tuple[bytes, bytes | None]] = [
+        (record["contact_id"].encode(), serializer.encode(record)) for record in good
+    ]
+    for position, item in enumerate(bad.values()):
+        items.insert(1 + position * 4, item)
+    total = len(items)
+    produce_values(kafka.bootstrap, raw, items)
+
+    config = load_pipeline(pipeline_file(tmp_path, raw))
+    settings = load_settings(kafka={"bootstrap.servers": kafka.bootstrap}, registry={"url": registry.url})
+    worker = PipelineWorker(config, settings, WorkerOptions(session_timeout_ms=6000))
+    await run_until(worker, lambda: worker.stats.records_in >= total)
+
+    outputs = read_topic(kafka.bootstrap, enriched, total - len(bad))
+    dead = read_topic(kafka.bootstrap, dlq, len(bad))
+    assert worker.stats.records_in == total == worker.stats.records_out + worker.stats.dead_lettered
+    sources = [read.headers["hw-source"] for read in outputs + dead]
+    assert len(sources) == len(set(sources)) == total
+    assert sorted(sources) == sorted(f"{raw}/0/{offset}" for offset in range(total))
+
+    by_key = {read.key: read for read in dead}
+    expected = {
+        b"bad-1": ("decode", "WireFormatError"), b"bad-2": ("decode", "UnknownSchemaError"),
+        b"bad-3": ("transform", "TransformError"), b"bad-4": ("transform", "RuntimeError"),
+        b"bad-5": ("enrich", "ConnectionError"), b"bad-6": ("enrich", "TimeoutError"),
+        b"bad-7": ("quality", "last_name_present"), b"bad-8": ("produce", "RecordTooLarge"),
+        b"bad-9": ("decode", "WireFormatError"),
+    }
+    assert {key: (read.headers["hw-error-stage"], read.headers["hw-error-class"]) for key, read in by_key.items()} \
+        == expected
+    assert "account_check" in by_key[b"bad-3"].headers["hw-error-message"]
+    assert "987654" in by_key[b"bad-2"].headers["hw-error-message"]
+    assert "6000" in by_key[b"bad-8"].headers["hw-error-message"]
+    originals = dict(items)
+    for read in dead:
+        assert read.value == originals[read.key], "dead letters keep the original bytes"
+        assert read.headers["origin"] == "test" and read.headers["hw-error-at"].endswith("Z")
+
+    assert len(outputs) == GOOD
+    deserializer = registry.client()
+    from schemas.serde import AvroDeserializer
+
+    decoded = {read.key: AvroDeserializer(deserializer).decode(read.value or b"") for read in outputs}
+    first = decoded[b"C000001"]
+    assert first["email_normalized"] == "z1@example.com" and first["phone_e164"] == "+493012345678"
+    assert first["country_code"] == "DE" and first["job_title"] == "CFO" and first["sentiment"] > 0.3
+    assert first["summary"] == "len=28" and first["pipeline"] == config.label and first["quality"] == "PASS"
+    assert decoded[b"C000000"]["sentiment"] is None
+    assert decoded[b"C000007"]["quality"] == "WARN" and decoded[b"C000007"]["quality_warnings"] == ["email_usable"]
+    lineage = {read.key: read.headers for read in outputs}
+    assert lineage[b"C000007"]["hw-quality"] == "email_usable" and lineage[b"C000001"]["hw-quality"] == "pass"
+    assert lineage[b"C000001"]["hw-pipeline"] == config.label
+    assert int(lineage[b"C000001"]["hw-schema-out"]) == registry.client().get_latest_version(
+        f"{enriched}-value").schema_id
+    assert lineage[b"C000001"]["hw-schema-in"] == str(serializer.schema_id)
+    assert json.loads(lineage[b"C000001"]["hw-enrich"])["flaky"] == {"model": "flaky-1", "cost_usd": 0.001}
+    traces = {read.headers["hw-trace-id"] for read in outputs}
+    assert len(traces) == GOOD and all(trace.startswith("trace-") for trace in traces)
+
+
+async def test_registry_down_at_start_is_retried_and_nothing_is_consumed_until_it_is_back(
+    kafka: KafkaService, registry: RegistryService, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from streams.ports import free_port
+    from tests.fixtures.registry import RegistryProcess
+
+    raw = kafka.create_topic()
+    port = free_port()
+    config = load_pipeline(pipeline_file(tmp_path, raw, quality=None, enrich=[]))
+    settings = load_settings(kafka={"bootstrap.servers": kafka.bootstrap}, registry={"url": f"http://127.0.0.1:{port}"})
+    worker = PipelineWorker(config, settings, WorkerOptions(session_timeout_ms=6000))
+    stop = asyncio.Event()
+    task = asyncio.create_task(worker.run(stop))
+    late = RegistryProcess(kafka.bootstrap, f"_schemas_late_{port}", tmp_path, port)
+    try:
+        deadline = time.monotonic() + 30
+        while caplog.text.count("event=registry_unreachable") < 2:
+            assert time.monotonic() < deadline and not task.done()
+            await asyncio.sleep(0.1)
+        assert not worker.ready and worker.stats.records_in == 0
+        await asyncio.to_thread(late.start)
+        serializer = encoder(late.client(), raw)
+        produce_values(kafka.bootstrap, raw, [(b"k", serializer.encode(contact(1)))])
+        deadline = time.monotonic() + 60
+        while worker.stats.records_in < 1:
+            assert time.monotonic() < deadline and not task.done()
+            await asyncio.sleep(0.05)
+        assert worker.stats.records_out == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+        late.terminate()
+
+
+async def test_broker_down_at_start_is_retried_with_backoff_then_gives_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from streams.ports import free_port
+
+    config = load_pipeline(pipeline_file(tmp_path, "crm.contacts.raw", quality=None, enrich=[]))
+    settings = load_settings(kafka={"bootstrap.servers": f"127.0.0.1:{free_port()}"})
+    worker = PipelineWorker(config, settings, WorkerOptions(startup_deadline_s=8))
+    from streams.pipeline.kafka_io import DependencyDown
+
+    with pytest.raises(DependencyDown, match="unreachable"):
+        await worker.run(asyncio.Event())
+    assert caplog.text.count("event=broker_unreachable") >= 2
+    assert worker.stats.records_in == 0
+
+
+def test_invalid_pipeline_is_rejected_before_connecting(tmp_path: Path) -> None:
+    from streams.pipeline.config import PipelineConfigError
+
+    path = pipeline_file(tmp_path, "crm.contacts.raw", transform=[{"op": "cast", "field": "a", "to": "decimal"}])
+    with pytest.raises(PipelineConfigError, match=r"field transform\.0\.cast\.to"):
+        load_pipeline(path)
+    _ = AdminClient
