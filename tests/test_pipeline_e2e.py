@@ -24,10 +24,10 @@ from tests.pipeline_support import contact, encoder, pipeline_file, produce_valu
 GOOD = 40
 
 
-async def run_until(worker: PipelineWorker, done: Any, timeout: float = 90.0) -> None:
+async def run_until(worker: PipelineWorker, done: Any, limit_s: float = 90.0) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + limit_s
     try:
         while not done():
             assert not task.done() or task.exception() is None, task.exception()

@@ -73,9 +73,13 @@ def test_country_iso_from_names_and_codes() -> None:
 
 
 def test_minor_units_uses_the_iso_4217_exponent_exactly() -> None:
-    cases = [(19.99, "EUR", 1999), ("1234", "JPY", 1234), (1.2345, "KWD", 1234), (1.2346, "KWD", 1235), (0.1 + 0.2, "usd", 30)]
+    cases = [
+        (19.99, "EUR", 1999), ("1234", "JPY", 1234), (1.2345, "KWD", 1234), (1.2346, "KWD", 1235),
+        (0.1 + 0.2, "usd", 30),
+    ]
     for amount, currency, expected in cases:
-        record = apply({"op": "minor_units", "amount": "a", "currency": "c", "to": "m"}, {"a": amount, "c": currency})
+        step = {"op": "minor_units", "amount": "a", "currency": "c", "to": "m"}
+        record = apply(step, {"a": amount, "c": currency})
         assert record["m"] == expected
     with pytest.raises(TransformError, match="not an ISO 4217 currency"):
         apply({"op": "minor_units", "amount": "a", "currency": "c", "to": "m"}, {"a": 1, "c": "XXY"})
