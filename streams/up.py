@@ -193,7 +193,9 @@ async def _run_pipelines(
                     for worker in workers}
             started = time.monotonic()
             producing = asyncio.create_task(asyncio.to_thread(
-                produce_sample, generate(options.records, seed=options.seed), settings.kafka,
+                produce_sample,
+                generate(options.records, seed=options.seed, undecodable_every=max(options.records // 20, 2)),
+                settings.kafka,
                 registry_client(settings.registry), None,
                 lambda sent: progress.update(produce_bar, completed=sent), options.rate,
             ))

@@ -18,7 +18,7 @@ from streams.pipeline.worker import WorkerOptions
 from streams.settings import HeadwaterSettings, load_settings
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 Bootstrap = typer.Option(None, "--bootstrap", "-b", help="Kafka bootstrap servers (overrides settings).")
 Registry = typer.Option(None, "--registry", "-r", help="Schema registry URL (overrides settings).")
@@ -83,16 +83,18 @@ def tail_command(
                     f"[red]DLQ[/red] {item.headers.get(envelope.SOURCE, item.source)} key={item.key} "
                     f"stage={item.headers.get(envelope.ERROR_STAGE)} class={item.headers.get(envelope.ERROR_CLASS)} "
                     f"reason={escape(item.headers.get(envelope.ERROR_MESSAGE, ''))}",
-                    highlight=False,
+                    highlight=False, soft_wrap=True,
                 )
             elif item.record is not None:
                 lineage = " ".join(
                     f"{name}={value}" for name, value in item.headers.items() if name.startswith("hw-")
                 )
-                console.print(f"{item.source} key={item.key} {escape(lineage)}", highlight=False)
+                console.print(f"{item.source} key={item.key} {escape(lineage)}", highlight=False, soft_wrap=True)
                 console.print(escape(render(item.record)), highlight=False, soft_wrap=True)
             else:
-                console.print(f"{item.source} key={item.key} undecodable: {escape(item.error or 'no value')}")
+                console.print(
+                    f"{item.source} key={item.key} undecodable: {escape(item.error or 'no value')}", soft_wrap=True
+                )
             shown += 1
             if max_records is not None and shown >= max_records:
                 break
