@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -194,6 +194,19 @@ def _build(record: Mapping[str, Any], fields: Mapping[str, str], schema: Mapping
     return out
 
 
+def _soql_datetime(value: str) -> str:
+    """Salesforce returns `2024-01-01T10:00:00.000+0000`; SOQL wants an ISO offset or Z, and the milliseconds
+    must stay or records later within the same second would be read again forever."""
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("+0000", "+00:00")).astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _soql_id(value: str) -> str:
+    if not value.isalnum():
+        raise ConnectorError(f"cursor id {value!r} is not a Salesforce id")
+    return value
+
+
 @register("salesforce")
 class SalesforceSource(PollingSource[SalesforceConfig]):
     """Reads Contacts, Accounts, Opportunities (or any sObject) incrementally from Salesforce."""
@@ -204,6 +217,7 @@ class SalesforceSource(PollingSource[SalesforceConfig]):
         super().__init__(name, config)
         self._session = _RecordingSession(config.request_timeout)
         self._sf: Salesforce | None = None
+        self._next_pages: dict[str, str] = {}
 
     def _login(self) -> Salesforce:
         config = self.config
@@ -239,7 +253,18 @@ class SalesforceSource(PollingSource[SalesforceConfig]):
         return sf
 
     def _call(self, request: Any) -> Any:
-        """One API call: re-login once on an expired session, back off on 429/5xx/timeouts."""
+        """One API call: re-login once on an expired session, back off on 429/5xx/timeouts; when those persist,
+        RetryableError hands the wait to the runner."""
+        try:
+            return self._attempt(request)
+        except _Throttled as exc:
+            cause = exc.__cause__
+            reason = f"HTTP {cause.status}" if isinstance(cause, SalesforceError) else type(cause or exc).__name__
+            raise RetryableError(
+                f"Salesforce unavailable after {self.config.max_retries + 1} attempts ({reason})"
+            ) from exc
+
+    def _attempt(self, request: Any) -> Any:
         relogged = False
         for attempt in Retrying(
             retry=retry_if_exception_type(_Throttled),
@@ -262,6 +287,8 @@ class SalesforceSource(PollingSource[SalesforceConfig]):
                     if exc.status == 429 or exc.status >= 500:
                         raise _Throttled(self._retry_after()) from exc
                     raise ConnectorError(f"Salesforce refused the query ({exc.status})") from exc
+                except json.JSONDecodeError:
+                    raise
                 except requests.RequestException as exc:
                     raise _Throttled(0) from exc
         raise AssertionError("unreachable")
@@ -283,10 +310,11 @@ class SalesforceSource(PollingSource[SalesforceConfig]):
         )
 
     def fetch(self, cursor: Cursor | None) -> SourceBatch:
+        """One page per object: the cursor is committed page by page, and memory stays bounded by the page size."""
         state: Cursor = dict(cursor or {})
         batch = SourceBatch(cursor=state)
         for spec in self.config.objects:
-            self._read_object(spec, state, batch)
+            batch.more = self._read_page(spec, state, batch) or batch.more
         return batch
 
     def _spec(self, spec: ObjectConfig) -> tuple[str, dict[str, Any], dict[str, str]]:
@@ -298,38 +326,50 @@ class SalesforceSource(PollingSource[SalesforceConfig]):
             raise ConnectorError(f"source {self.name}: object {spec.name} needs topic, schema_name and fields")
         return topic, load_schema(schema_name), fields
 
-    def _read_object(self, spec: ObjectConfig, state: Cursor, batch: SourceBatch) -> None:
-        topic, schema, fields = self._spec(spec)
+    def soql(self, spec: ObjectConfig, position: Mapping[str, Any] | None) -> str:
+        """The incremental query of an object after a cursor position (None: from the beginning)."""
+        _topic, _schema, fields = self._spec(spec)
         selected = sorted({"Id", "SystemModstamp", "IsDeleted", *(v for v in fields.values() if not v.startswith("="))})
-        position = state.get(spec.name)
         where = ""
         if position:
-            since, last_id = position["modstamp"], position["id"]
+            since, last_id = _soql_datetime(position["modstamp"]), _soql_id(position["id"])
             where = f" WHERE (SystemModstamp > {since} OR (SystemModstamp = {since} AND Id > '{last_id}'))"
-        soql = f"SELECT {', '.join(selected)} FROM {spec.name}{where} ORDER BY SystemModstamp, Id"
-        page = self._page(
-            lambda sf: sf.query(soql, include_deleted=True),
-            spec,
-            topic,
-            batch,
-        )
-        while page is not None:
-            for record in page.get("records", []):
-                self._take(record, spec, topic, schema, fields, state, batch)
-            if page.get("done", True):
-                break
-            locator = str(page["nextRecordsUrl"]).rstrip("/").rsplit("/", 1)[-1]
-            page = self._page(lambda sf, loc=locator: sf.query_more(loc, include_deleted=True), spec, topic, batch)
+        return f"SELECT {', '.join(selected)} FROM {spec.name}{where} ORDER BY SystemModstamp, Id"
+
+    def _read_page(self, spec: ObjectConfig, state: Cursor, batch: SourceBatch) -> bool:
+        """Read the next page of one object into the batch; True when more pages are waiting."""
+        topic, schema, fields = self._spec(spec)
+        locator = self._next_pages.pop(spec.name, None)
+        if locator is None:
+            soql = self.soql(spec, state.get(spec.name))
+            page = self._page(lambda sf: sf.query(soql, include_deleted=True), spec, topic, batch)
+        else:
+            page = self._page(lambda sf: sf.query_more(locator, include_deleted=True), spec, topic, batch)
+        if page is None:
+            return False
+        for record in page.get("records", []):
+            self._take(record, spec, topic, schema, fields, state, batch)
+        if page.get("done", True) or not page.get("nextRecordsUrl"):
+            return False
+        self._next_pages[spec.name] = str(page["nextRecordsUrl"]).rstrip("/").rsplit("/", 1)[-1]
+        return True
 
     def _page(self, request: Any, spec: ObjectConfig, topic: str, batch: SourceBatch) -> dict[str, Any] | None:
         try:
             page: dict[str, Any] = self._call(request)
-            return page
         except json.JSONDecodeError as exc:
             raw = self._session.last.content if self._session.last is not None else b""
             batch.failures.append(SourceFailure(topic, raw, "MalformedJSON", f"{spec.name} page: {exc}", spec.name))
             log.warning("event=malformed_page source=%s object=%s", self.name, spec.name)
             return None
+        if not isinstance(page, Mapping) or not isinstance(page.get("records", []), list):
+            raw = self._session.last.content if self._session.last is not None else b""
+            batch.failures.append(
+                SourceFailure(topic, raw, "MalformedPage", f"{spec.name} page is not a query result", spec.name)
+            )
+            log.warning("event=malformed_page source=%s object=%s", self.name, spec.name)
+            return None
+        return page
 
     def _take(
         self,
