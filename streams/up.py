@@ -20,9 +20,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from schemas import catalog
 from schemas.client import registry_client
-from schemas.serde import AvroSerializer
+from schemas.publish import register_all
 from streams.broker import EmbeddedBroker
 from streams.pipeline.config import PipelineConfig, load_pipeline
 from streams.pipeline.kafka_io import ensure_topics, wait_for_broker
@@ -86,10 +85,11 @@ class RegistrySubprocess:
 
 
 def register_schemas(settings: HeadwaterSettings) -> int:
-    client = registry_client(settings.registry)
-    for item in catalog.entries():
-        _ = AvroSerializer(client, item.subject, item.load()).schema_id
-    return len(catalog.entries())
+    outcomes = register_all(settings.registry)
+    refused = [f"{outcome.entry.subject}: {outcome.detail}" for outcome in outcomes if not outcome.ok]
+    if refused:
+        raise RuntimeError(f"the registry refused schemas: {'; '.join(refused)}")
+    return len(outcomes)
 
 
 @dataclass

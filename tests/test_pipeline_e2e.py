@@ -9,11 +9,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from confluent_kafka.admin import AdminClient
 
 from schemas.serde import header
 from streams.pipeline.config import load_pipeline
+from streams.pipeline.web import StatusServer
 from streams.pipeline.worker import PipelineWorker, WorkerOptions
 from streams.settings import load_settings
 from tests import pipeline_hooks  # noqa: F401  (registers the `flaky` provider)
@@ -117,6 +119,20 @@ async def test_mixed_input_ends_in_outputs_and_one_dead_letter_per_bad_record(
     assert json.loads(lineage[b"C000001"]["hw-enrich"])["flaky"] == {"model": "flaky-1", "cost_usd": 0.001}
     traces = {read.headers["hw-trace-id"] for read in outputs}
     assert len(traces) == GOOD and all(trace.startswith("trace-") for trace in traces)
+
+    server = StatusServer(lambda: worker.ready)
+    port = await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert (await http.get("/healthz")).status_code == 200
+            assert (await http.get("/readyz")).status_code == 503
+            metrics = (await http.get("/metrics")).text
+    finally:
+        await server.stop()
+    label = f'pipeline="{config.label}"'
+    assert f'headwater_pipeline_records_total{{{label},stage="decode",outcome="in"}} {float(total)}' in metrics
+    assert f'headwater_pipeline_records_total{{{label},stage="quality",outcome="dead_letter"}} 1.0' in metrics
+    assert 'headwater_enrich_cost_usd_total{provider="flaky"}' in metrics
 
 
 async def test_registry_down_at_start_is_retried_and_nothing_is_consumed_until_it_is_back(

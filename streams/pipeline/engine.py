@@ -7,7 +7,7 @@ the reason. Only infrastructure failures (registry unreachable) raise, so the wo
 from __future__ import annotations
 
 import asyncio
-import uuid
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -107,7 +107,7 @@ class PipelineEngine:
                 dead.append(self.dead_letter(message, "transform", type(exc).__name__, f"{step.op} raised: {exc}"))
                 continue
             trace = envelope.header_value(message.headers, envelope.TRACE_ID)
-            items.append(Item(message, record, schema_id, trace.encode() if trace else uuid.uuid4().hex.encode()))
+            items.append(Item(message, record, schema_id, trace.encode() if trace else os.urandom(16).hex().encode()))
         return items, dead
 
     def judge(self, items: list[Item]) -> tuple[list[Item], list[OutMessage]]:
@@ -159,7 +159,7 @@ class PipelineEngine:
                 (envelope.QUALITY, ",".join(item.warnings).encode() if item.warnings else b"pass"),
             ]
             output = OutMessage(topic, message.key, value, headers, message, "output")
-            if output.size() > limit:
+            if not output.fits(limit):
                 dead.append(self.dead_letter(
                     message, "produce", "RecordTooLarge",
                     f"enriched record is {output.size()} bytes, over the {limit}-byte limit of topic {topic}",

@@ -7,6 +7,9 @@ from typing import Any, Literal
 
 from streams.envelope import HeaderList, source_of
 
+# Lineage headers plus a caller's own stay far below this; records closer to a limit are measured exactly.
+HEADROOM = 8192
+
 
 @dataclass(slots=True)
 class InMessage:
@@ -40,8 +43,13 @@ class OutMessage:
 
     def size(self) -> int:
         """Bytes this record takes in a record batch (Kafka's framing included, generously)."""
-        headers = sum(len(name) + len(value) + 10 for name, value in self.headers)
+        headers = sum(len(name) + len(value) for name, value in self.headers) + 10 * len(self.headers)
         return 61 + 21 + len(self.key or b"") + len(self.value or b"") + headers
+
+    def fits(self, limit: int) -> bool:
+        """Whether the record is within `limit` bytes; the exact sum only when it could be close."""
+        rough = len(self.value or b"") + len(self.key or b"")
+        return rough + HEADROOM < limit or self.size() <= limit
 
 
 @dataclass(slots=True)

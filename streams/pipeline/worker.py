@@ -38,7 +38,8 @@ class WorkerStats:
     records_out: int = 0
     dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
-    started: float = field(default_factory=time.monotonic)
+    first_batch_at: float | None = None
+    last_batch_at: float | None = None
 
     @property
     def dead_lettered(self) -> int:
@@ -265,6 +266,8 @@ class PipelineWorker:
 
     def _account(self, batch: list[InMessage], result: BatchResult, started: float) -> None:
         stats = self.stats
+        stats.first_batch_at = stats.first_batch_at or started
+        stats.last_batch_at = time.monotonic()
         name = self._label
         now_ms = time.time() * 1000
         stats.records_in += len(batch)

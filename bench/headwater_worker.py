@@ -1,0 +1,45 @@
+"""One Headwater pipeline worker process for bench/pipeline.py: runs until SIGTERM, then prints its stats as JSON.
+
+Several of these with the same pipeline file share the input partitions (one consumer group), which is how
+Headwater uses more than one core. Usage: headwater_worker.py PIPELINE_YAML BOOTSTRAP REGISTRY ENRICH QUALITY READY_FILE
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from pathlib import Path
+
+from streams.pipeline.config import load_pipeline
+from streams.pipeline.engine import StageSwitches
+from streams.pipeline.worker import PipelineWorker, WorkerOptions
+from streams.settings import load_settings
+
+
+async def main() -> None:
+    pipeline, bootstrap, registry, enrich, quality, ready_file = sys.argv[1:7]
+    config = load_pipeline(Path(pipeline))
+    settings = load_settings(kafka={"bootstrap.servers": bootstrap}, registry={"url": registry})
+    options = WorkerOptions(switches=StageSwitches(enrich=enrich == "1", quality=quality == "1"))
+    stop = asyncio.Event()
+    worker = PipelineWorker(config, settings, options)
+
+    async def announce_ready() -> None:
+        while True:
+            if worker.ready:
+                await asyncio.to_thread(Path(ready_file).touch)
+                return
+            await asyncio.sleep(0.05)
+
+    announcer = asyncio.create_task(announce_ready())
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    stats = await worker.run(stop)
+    announcer.cancel()
+    print(json.dumps({"records_in": stats.records_in, "first": stats.first_batch_at, "last": stats.last_batch_at,
+                      "latencies_ms": stats.latencies_ms}))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,275 @@
+"""Pipeline throughput and latency, one run on one embedded broker, the same ~1 KB input records for every scenario:
+
+  (a) raw confluent-kafka consume -> produce passthrough (the ceiling)
+  (b) Headwater: decode + transform + local enrichment (VADER, py3langid) + GX quality + encode
+  (c) the same stage functions in a Quix Streams application (own venv bench/.venv-quix, created on first run)
+  (d) Headwater with enrichment and quality off (the framework's own cost)
+and the end-to-end latency of (b) at a fixed input rate. Prints records/s, ratios, p50/p99.
+Usage: python bench/pipeline.py [--records 200000] [--rate 5000] [--latency-seconds 10] [--quix-seconds 60]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import Consumer, Producer, TopicPartition
+
+from schemas import catalog
+from schemas.client import registry_client
+from schemas.serde import AvroSerializer
+from streams.broker import EmbeddedBroker
+from streams.pipeline.config import PipelineConfig, load_pipeline
+from streams.pipeline.engine import StageSwitches
+from streams.pipeline.kafka_io import ensure_topics, wait_for_broker
+from streams.ports import free_port
+from streams.sample import NOTES, order
+from streams.settings import HeadwaterSettings, load_settings
+from streams.up import RegistrySubprocess
+
+ROOT = Path(__file__).resolve().parent.parent
+QUIX_VENV = ROOT / "bench" / ".venv-quix"
+PARTITIONS = 2
+
+
+def build_inputs(client: Any, count: int, topic: str) -> list[tuple[bytes, bytes]]:
+    """`count` ERP orders of about 1 KB (6-10 lines, a few sentences of notes), messy like the demo sample."""
+    rng = random.Random(42)
+    serializer = AvroSerializer(client, f"{topic}-value", catalog.load_schema("erp/order"))
+    now_ms = int(time.time() * 1000)
+    distinct = [order(rng, index, now_ms) for index in range(2000)]
+    for record in distinct:
+        record["lines"] = [dict(record["lines"][0], line_number=n + 1, sku=f"SKU-{rng.randrange(10_000):05d}")
+                           for n in range(rng.randrange(6, 10))]
+        record["notes"] = " ".join(rng.choice([note for note in NOTES if note]) for _ in range(4))
+    encoded = [serializer.encode(record) for record in distinct]
+    return [(f"SO-{index:08d}".encode(), encoded[index % len(encoded)]) for index in range(count)]
+
+
+def produce(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]], rate: float | None = None) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "batch.size": 1_000_000,
+                         "queue.buffering.max.messages": 1_000_000, "queue.buffering.max.kbytes": 2_097_151})
+    started = time.monotonic()
+    for sent, (key, value) in enumerate(items, start=1):
+        while True:
+            try:
+                producer.produce(topic, value, key)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if rate:
+            ahead = sent / rate - (time.monotonic() - started)
+            if ahead > 0.001:
+                producer.poll(0)
+                time.sleep(ahead)
+    assert producer.flush(120) == 0
+
+
+def passthrough(bootstrap: str, source: str, sink: str, count: int) -> float:
+    """(a): consume -> produce with confluent-kafka, no processing; records/s until every output is acknowledged."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-raw-{uuid.uuid4().hex[:6]}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "batch.size": 1_000_000,
+                         "queue.buffering.max.messages": 1_000_000})
+    consumer.subscribe([source])
+    seen, started = 0, 0.0
+    while seen < count:
+        messages = consumer.consume(2000, 0.5)
+        started = started or time.monotonic()
+        for message in messages:
+            if message.error() is None:
+                while True:
+                    try:
+                        producer.produce(sink, message.value(), message.key(), headers=message.headers())
+                        break
+                    except BufferError:
+                        producer.poll(0.05)
+                seen += 1
+        producer.poll(0)
+        consumer.commit(asynchronous=True)
+    producer.flush(60)
+    elapsed = time.monotonic() - started
+    consumer.close()
+    return count / elapsed
+
+
+def bench_config(base: PipelineConfig, source: str, name: str, batch_size: int = 2000, linger_ms: int = 50,
+                 ) -> PipelineConfig:
+    return base.model_copy(update={
+        "input": base.input.model_copy(update={"topics": [source]}),
+        "output": base.output.model_copy(
+            update={"topic": f"bench.{name}.enriched", "subject": "erp.orders.enriched-value"}
+        ),
+        "dead_letter_topic": f"bench.{name}.dlq",
+        "consumer_group": f"bench-{name}-{uuid.uuid4().hex[:6]}",
+        "batch": base.batch.model_copy(update={"size": batch_size, "linger_ms": linger_ms}),
+    })
+
+
+def committed_total(bootstrap: str, group: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        found = consumer.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)
+        return sum(max(tp.offset, 0) for tp in found)
+    finally:
+        consumer.close()
+
+
+def headwater(config: PipelineConfig, settings: HeadwaterSettings, count: int, switches: StageSwitches,
+              workers: int, tmp: Path, paced: tuple[list[tuple[bytes, bytes]], float] | None = None,
+              ) -> tuple[float, list[float]]:
+    """Run `workers` worker processes sharing the input until the group committed `count` offsets."""
+    pipeline_file = tmp / f"{config.name}-{uuid.uuid4().hex[:6]}.yaml"
+    pipeline_file.write_text(yaml.safe_dump(
+        config.model_dump(mode="json", by_alias=True, exclude={"base_dir"}, exclude_none=True)))
+    ready = [tmp / f"ready-{uuid.uuid4().hex[:6]}" for _ in range(workers)]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "bench" / "headwater_worker.py"), str(pipeline_file),
+             settings.kafka.bootstrap_servers, settings.registry.url, "1" if switches.enrich else "0",
+             "1" if switches.quality else "0", str(flag)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        for flag in ready
+    ]
+    try:
+        deadline = time.monotonic() + 120
+        while not all(flag.exists() for flag in ready) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if paced is not None:
+            produce(settings.kafka.bootstrap_servers, config.input.topics[0], paced[0], paced[1])
+        deadline = time.monotonic() + 900
+        while committed_total(settings.kafka.bootstrap_servers, config.group, config.input.topics[0]) < count:
+            if time.monotonic() > deadline or any(process.poll() is not None for process in processes):
+                raise RuntimeError("the Headwater workers did not finish the input")
+            time.sleep(0.1)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+    results = [json.loads(process.communicate(timeout=120)[0].strip().splitlines()[-1]) for process in processes]
+    first = min(result["first"] for result in results if result["first"] is not None)
+    last = max(result["last"] for result in results if result["last"] is not None)
+    assert sum(result["records_in"] for result in results) >= count
+    latencies = [value for result in results for value in result["latencies_ms"]]
+    return count / (last - first), latencies
+
+
+def quix(bootstrap: str, registry: str, pipeline_file: Path, source: str, sink: str, count: int, max_seconds: float,
+         enrich: bool, quality: bool) -> dict[str, float]:
+    python = QUIX_VENV / "bin" / "python"
+    if not python.exists():
+        print("creating bench/.venv-quix (quixstreams, confluent-kafka<2.13) ...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(QUIX_VENV)], check=True)
+        subprocess.run([str(QUIX_VENV / "bin" / "pip"), "install", "-q", "quixstreams", "confluent-kafka<2.13"],
+                       check=True)
+    site = next((QUIX_VENV / "lib").glob("python3*/site-packages"))
+    project_site = next((Path(sys.prefix) / "lib").glob("python3*/site-packages"))
+    (site / "headwater-project.pth").write_text(f"{ROOT}\n{project_site}\n")
+    result = subprocess.run(
+        [str(python), str(ROOT / "bench" / "quix_app.py"), bootstrap, registry, str(pipeline_file), source, sink,
+         str(count), str(max_seconds), "1" if enrich else "0", "1" if quality else "0"],
+        capture_output=True, text=True, check=False, timeout=max_seconds + 180,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
+    if result.returncode != 0 or not lines:
+        raise RuntimeError(f"quix app failed ({result.returncode}): {result.stderr[-2000:]}")
+    measured: dict[str, float] = json.loads(lines[-1])
+    return measured
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    return statistics.quantiles(values, n=1000, method="inclusive")[int(fraction * 1000) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--rate", type=float, default=5000.0, help="input rate of the latency run")
+    parser.add_argument("--latency-seconds", type=float, default=10.0)
+    parser.add_argument("--quix-seconds", type=float, default=60.0, help="cap on each Quix run")
+    parser.add_argument("--workers", type=int, default=1, help="Headwater worker processes sharing the input")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="hw-bench-") as tmp:
+        broker = EmbeddedBroker(Path(tmp) / "broker", port=free_port(), heap="1g")
+        registry: RegistrySubprocess | None = None
+        try:
+            status = broker.start()
+            assert status.bootstrap is not None
+            bootstrap = status.bootstrap
+            registry = RegistrySubprocess(bootstrap, Path(tmp) / "registry.log")
+            registry.start()
+            settings = load_settings(kafka={"bootstrap.servers": bootstrap}, registry={"url": registry.url})
+            admin = wait_for_broker(settings.kafka)
+            source = "bench.orders.raw"
+            ensure_topics(admin, [source, "bench.raw.enriched", "bench.quix.enriched", "bench.quixlite.enriched",
+                                  "bench.latency.raw"], PARTITIONS)
+            client = registry_client(settings.registry)
+            items = build_inputs(client, args.records, source)
+            size = sum(len(value) for _, value in items[:2000]) / 2000
+            print(f"broker {bootstrap}, registry {registry.url}; {args.records:,} records of {size:,.0f} bytes "
+                  f"(Avro), {PARTITIONS} partitions, {os.cpu_count()} cores", flush=True)
+            started = time.monotonic()
+            produce(bootstrap, source, items)
+            print(f"produced input in {time.monotonic() - started:.1f}s", flush=True)
+
+            base = load_pipeline(ROOT / "streams" / "pipelines" / "erp_orders.yaml")
+            rates: dict[str, float] = {}
+            rates["a"] = passthrough(bootstrap, source, "bench.raw.enriched", args.records)
+            print(f"(a) raw confluent-kafka passthrough: {rates['a']:,.0f} records/s", flush=True)
+            tmp_path = Path(tmp)
+            rates["b"], _ = headwater(bench_config(base, source, "full"), settings, args.records, StageSwitches(),
+                                      args.workers, tmp_path)
+            print(f"(b) Headwater full pipeline, {args.workers} worker(s): {rates['b']:,.0f} records/s", flush=True)
+            rates["d"], _ = headwater(bench_config(base, source, "lite"), settings, args.records,
+                                      StageSwitches(enrich=False, quality=False), args.workers, tmp_path)
+            print(f"(d) Headwater, no enrich/quality, {args.workers} worker(s): {rates['d']:,.0f} records/s",
+                  flush=True)
+
+            pipeline_file = Path(tmp) / "quix.yaml"
+            pipeline_file.write_text(yaml.safe_dump(bench_config(base, source, "quix").model_dump(
+                mode="json", by_alias=True, exclude={"base_dir"}, exclude_none=True)))
+            quix_full = quix(bootstrap, registry.url, pipeline_file, source, "bench.quix.enriched", args.records,
+                             args.quix_seconds, True, True)
+            rates["c"] = quix_full["rate"]
+            print(f"(c) Quix Streams, same stages:      {rates['c']:,.0f} records/s "
+                  f"({quix_full['records']:,.0f} records in {quix_full['seconds']:.1f}s)", flush=True)
+            quix_lite = quix(bootstrap, registry.url, pipeline_file, source, "bench.quixlite.enriched", args.records,
+                             args.quix_seconds, False, False)
+            rates["c_lite"] = quix_lite["rate"]
+            print(f"(c') Quix, no enrich/quality:       {rates['c_lite']:,.0f} records/s", flush=True)
+
+            latency_items = items[: int(args.rate * args.latency_seconds)]
+            _, latencies = headwater(bench_config(base, "bench.latency.raw", "latency", linger_ms=20), settings,
+                                     len(latency_items), StageSwitches(), args.workers, tmp_path,
+                                     paced=(latency_items, args.rate))
+            print()
+            print(f"records/s: a={rates['a']:,.0f} b={rates['b']:,.0f} c={rates['c']:,.0f} d={rates['d']:,.0f} "
+                  f"c'={rates['c_lite']:,.0f}")
+            print(f"ratios: b/a={rates['b'] / rates['a']:.3f} b/c={rates['b'] / rates['c']:.2f} "
+                  f"d/a={rates['d'] / rates['a']:.3f} d/c'={rates['d'] / rates['c_lite']:.2f}")
+            print(f"(b) end-to-end latency at {args.rate:,.0f} records/s over {len(latencies):,} outputs: "
+                  f"p50={percentile(latencies, 0.5):.0f} ms p99={percentile(latencies, 0.99):.0f} ms")
+            targets = [("b >= 10,000/s", rates["b"] >= 10_000), ("b/c >= 1.0", rates["b"] >= rates["c"]),
+                       ("d >= 40,000/s", rates["d"] >= 40_000), ("p99 < 250 ms", percentile(latencies, 0.99) < 250)]
+            print("targets: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in targets))
+        finally:
+            if registry is not None:
+                registry.stop()
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()
