@@ -13,6 +13,7 @@ from connectors.base import Connector
 
 _MODULES = (
     "connectors.sources.salesforce",
+    "connectors.sources.hubspot",
     "connectors.sources.sql",
     "connectors.sinks.postgres",
     "connectors.sinks.duckdb",
