@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from streams.envelope import HeaderList, source_of
+from streams.settings import RegistrySettings
 
 Cursor = dict[str, Any]
 
@@ -119,8 +120,8 @@ class PushSource(Connector[ConfigT]):
     kind = "source"
 
     @abstractmethod
-    async def serve(self, emit: Emit, stop: asyncio.Event) -> None:
-        """Serve until `stop` is set."""
+    async def serve(self, emit: Emit, stop: asyncio.Event, registry: RegistrySettings) -> None:
+        """Serve until `stop` is set; `registry` is the run's schema registry (for validating what is pushed)."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from connectors.base import Connector
 _MODULES = (
     "connectors.sources.salesforce",
     "connectors.sources.hubspot",
+    "connectors.sources.webhook",
     "connectors.sources.sql",
     "connectors.sinks.postgres",
     "connectors.sinks.duckdb",

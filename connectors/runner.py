@@ -34,7 +34,7 @@ from connectors.offsets import OffsetStore
 from connectors.registry import UnknownConnectorError, lookup
 from connectors.sink_loop import SinkLoop
 from connectors.source_loop import AsyncEmitter, SourceLoop
-from streams.settings import HeadwaterSettings
+from streams.settings import HeadwaterSettings, RegistrySettings
 
 log = logging.getLogger(__name__)
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -169,7 +169,7 @@ class Runner:
 
     def run(self) -> None:
         loops: list[SourceLoop | SinkLoop | AsyncEmitter | Connector[Any]] = []
-        push: list[tuple[PushSource[Any], AsyncEmitter]] = []
+        push: list[tuple[PushSource[Any], AsyncEmitter, RegistrySettings]] = []
         try:
             for plan in self.plans:
                 offsets = OffsetStore(plan.settings.kafka)
@@ -190,7 +190,7 @@ class Runner:
                         )
                         loops.append(emitter)
                         loops.append(connector)
-                        push.append((connector, emitter))
+                        push.append((connector, emitter, plan.settings.registry))
             if push:
                 self._start("push-sources", asyncio.run, self._serve(push))
             self.stop.wait()
@@ -201,7 +201,7 @@ class Runner:
             for item in loops:
                 item.close()
 
-    async def _serve(self, push: Sequence[tuple[PushSource[Any], AsyncEmitter]]) -> None:
+    async def _serve(self, push: Sequence[tuple[PushSource[Any], AsyncEmitter, RegistrySettings]]) -> None:
         stop = asyncio.Event()
 
         async def watch() -> None:
@@ -210,6 +210,6 @@ class Runner:
 
         watcher = asyncio.create_task(watch())
         try:
-            await asyncio.gather(*(source.serve(emitter.emit, stop) for source, emitter in push))
+            await asyncio.gather(*(source.serve(emitter.emit, stop, registry) for source, emitter, registry in push))
         finally:
             watcher.cancel()

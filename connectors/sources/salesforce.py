@@ -174,7 +174,7 @@ def _coerce(value: Any, avro: Any) -> Any:
     return value
 
 
-def _build(record: Mapping[str, Any], fields: Mapping[str, str], schema: Mapping[str, Any]) -> dict[str, Any]:
+def build_value(record: Mapping[str, Any], fields: Mapping[str, str], schema: Mapping[str, Any]) -> dict[str, Any]:
     """Map a Salesforce record onto the schema's fields (nested records by dotted names)."""
     types = {f["name"]: f["type"] for f in schema["fields"]}
     nested: dict[str, dict[str, Any]] = {}
@@ -394,7 +394,7 @@ class SalesforceSource(PollingSource[SalesforceConfig]):
             batch.records.append(SourceRecord(topic, str(record_id), None, schema, where, raw))
             return
         try:
-            value = _build(record, fields, schema)
+            value = build_value(record, fields, schema)
         except (ValueError, TypeError) as exc:
             batch.failures.append(SourceFailure(topic, raw, "MissingField", str(exc), where, str(record_id).encode()))
             return
