@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,7 +24,7 @@ from schemas.serde import split_header
 from streams.envelope import ERROR_CLASS, ERROR_STAGE, SOURCE, TRACE_ID
 from streams.ports import free_port
 from streams.settings import KafkaSettings, RegistrySettings
-from tests.connect_support import decode_all, end_offset, header, read_topic
+from tests.connect_support import decode_all, end_offset, header, read_topic, start_connect, write_config
 
 SECRET = "hubspot-app-client-secret-value"
 ORG = "00D000000000001EAA"
@@ -287,3 +289,36 @@ async def test_broker_unreachable_answers_503(kafka: Any, registry: Any) -> None
             text = await r.text()
             assert "<Ack>" not in text and "soapenv:Server" in text, "no Ack: Salesforce will send it again"
     assert end_offset(kafka.bootstrap, topic) == 0
+
+
+async def test_served_by_connect_run(kafka: Any, registry: Any, tmp_path: Path) -> None:
+    topic = kafka.create_topic()
+    registry.client().register_schema(f"{topic}-value", Schema(json.dumps(EVENT_V1), "AVRO"))
+    port = free_port()
+    config = write_config(
+        tmp_path / "webhook.yaml",
+        kafka.bootstrap,
+        registry.url,
+        [{"name": f"wh-{topic}", "connector": "webhook", "config": {"port": port, "topics": [topic]}}],
+    )
+    process = start_connect(config, tmp_path / "connect.log")
+    view = {"view_id": "v-9", "url": "/", "seconds": 3, "viewed_at": 1709287200000}
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    async with session.post(f"http://127.0.0.1:{port}/topics/{topic}", json=view) as r:
+                        assert r.status == 200, await r.text()
+                        break
+                except aiohttp.ClientConnectionError:
+                    assert process.poll() is None, (tmp_path / "connect.log").read_text()
+                    assert time.monotonic() < deadline, "connect run did not start listening"
+                    await asyncio.sleep(0.2)
+            async with session.post(f"http://127.0.0.1:{port}/topics/{topic}.other", json=view) as r:
+                assert r.status == 403
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(process.wait, 30)
+    assert process.returncode == 0, (tmp_path / "connect.log").read_text()
+    assert [m.key() for m in read_topic(kafka.bootstrap, topic, 1)] == [b"v-9"]
