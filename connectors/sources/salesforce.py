@@ -242,10 +242,14 @@ class SalesforceSource(PollingSource[SalesforceConfig]):
             raise RetryableError(f"Salesforce login answered {answer.status_code}")
         if answer.status_code != 200:
             raise ConnectorError(f"Salesforce login refused ({answer.status_code}): check client id/secret and user")
-        token = answer.json()
+        try:
+            token = answer.json()
+            access_token = str(token["access_token"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RetryableError("Salesforce login answered without a readable access token") from exc
         instance = str(token.get("instance_url") or config.instance_url).rstrip("/")
         sf = Salesforce(
-            instance_url=instance, session_id=token["access_token"], session=self._session, version=config.api_version
+            instance_url=instance, session_id=access_token, session=self._session, version=config.api_version
         )
         # simple-salesforce assumes https; keep the scheme the token endpoint returned (proxies, test servers)
         sf.base_url = f"{instance}/services/data/v{config.api_version}/"

@@ -217,7 +217,7 @@ class WebhookSource(PushSource[WebhookConfig]):
     async def _salesforce(self, request: web.Request) -> web.Response:
         body = await request.read()
         try:
-            records, failures = self._notifications(body)
+            records, failures = await asyncio.to_thread(self._notifications, body)
         except _Rejected as exc:
             log.warning("event=webhook_rejected source=%s kind=salesforce reason=%s", self.name, exc)
             return web.Response(
@@ -305,7 +305,7 @@ class WebhookSource(PushSource[WebhookConfig]):
             return web.json_response({"error": f"body is not JSON: {exc}"}, status=400)
         if not isinstance(events, list):
             events = [events]
-        records, failures = self._events(events)
+        records, failures = await asyncio.to_thread(self._events, events)
         try:
             await self._deliver(records, failures)
         except _UNAVAILABLE as exc:
@@ -358,7 +358,7 @@ class WebhookSource(PushSource[WebhookConfig]):
             return web.json_response({"error": f"body is not JSON: {exc}"}, status=400)
         try:
             schema, parsed = await self._latest_schema(topic)
-            records = self._validated(topic, payload, schema, parsed)
+            records = await asyncio.to_thread(self._validated, topic, payload, schema, parsed)
             await self._deliver(records, [])
         except _Rejected as exc:
             log.warning("event=webhook_rejected source=%s kind=json topic=%s", self.name, topic)
