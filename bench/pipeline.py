@@ -44,8 +44,8 @@ QUIX_VENV = ROOT / "bench" / ".venv-quix"
 PARTITIONS = 2
 
 
-def build_inputs(client: Any, count: int, topic: str) -> list[tuple[bytes, bytes]]:
-    """`count` ERP orders of about 1 KB (6-10 lines, a few sentences of notes), messy like the demo sample."""
+def build_inputs(client: Any, count: int, topic: str) -> tuple[list[tuple[bytes, bytes]], float]:
+    """`count` ERP orders of about 1 KB (6-10 lines, two sentences of notes), messy like the demo sample."""
     rng = random.Random(42)
     serializer = AvroSerializer(client, f"{topic}-value", catalog.load_schema("erp/order"))
     now_ms = int(time.time() * 1000)
@@ -53,9 +53,10 @@ def build_inputs(client: Any, count: int, topic: str) -> list[tuple[bytes, bytes
     for record in distinct:
         record["lines"] = [dict(record["lines"][0], line_number=n + 1, sku=f"SKU-{rng.randrange(10_000):05d}")
                            for n in range(rng.randrange(6, 10))]
-        record["notes"] = " ".join(rng.choice([note for note in NOTES if note]) for _ in range(4))
+        record["notes"] = " ".join(rng.choice([note for note in NOTES if note]) for _ in range(2))
     encoded = [serializer.encode(record) for record in distinct]
-    return [(f"SO-{index:08d}".encode(), encoded[index % len(encoded)]) for index in range(count)]
+    json_size = sum(len(json.dumps(record, default=str)) for record in distinct) / len(distinct)
+    return [(f"SO-{index:08d}".encode(), encoded[index % len(encoded)]) for index in range(count)], json_size
 
 
 def produce(bootstrap: str, topic: str, items: list[tuple[bytes, bytes]], rate: float | None = None) -> None:
@@ -217,10 +218,10 @@ def main() -> None:
             ensure_topics(admin, [source, "bench.raw.enriched", "bench.quix.enriched", "bench.quixlite.enriched",
                                   "bench.latency.raw"], PARTITIONS)
             client = registry_client(settings.registry)
-            items = build_inputs(client, args.records, source)
+            items, json_size = build_inputs(client, args.records, source)
             size = sum(len(value) for _, value in items[:2000]) / 2000
             print(f"broker {bootstrap}, registry {registry.url}; {args.records:,} records of {size:,.0f} bytes "
-                  f"(Avro), {PARTITIONS} partitions, {os.cpu_count()} cores", flush=True)
+                  f"Avro ({json_size:,.0f} bytes as JSON), {PARTITIONS} partitions, {os.cpu_count()} cores", flush=True)
             started = time.monotonic()
             produce(bootstrap, source, items)
             print(f"produced input in {time.monotonic() - started:.1f}s", flush=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections import Counter
@@ -26,10 +27,12 @@ def produce_sample(
     schemas: dict[str, str] | None = None,
     progress: Callable[[int], None] | None = None,
     rate_per_second: float | None = None,
+    stop: threading.Event | None = None,
 ) -> Counter[str]:
     """Produce every event (Avro-encoded, or its raw bytes) with a fresh `hw-trace-id`; count per topic.
 
-    With `rate_per_second`, events are paced to that rate (for latency measurements at a fixed load).
+    With `rate_per_second`, events are paced to that rate (for latency measurements at a fixed load); setting
+    `stop` ends producing early (what was produced is still flushed).
     """
     serializers: dict[str, AvroSerializer] = {}
     for topic, name in (schemas or RAW_SCHEMAS).items():
@@ -39,6 +42,8 @@ def produce_sample(
     counts: Counter[str] = Counter()
     started = time.monotonic()
     for sent, event in enumerate(events, start=1):
+        if stop is not None and stop.is_set():
+            break
         value = event.raw if event.record is None else serializers[event.topic].encode(event.record)
         headers: list[tuple[str, str | bytes | None]] = [(envelope.TRACE_ID, uuid.uuid4().hex.encode())]
         while True:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import statistics
 import subprocess
 import sys
@@ -177,11 +178,22 @@ async def _run_pipelines(
     configs: list[PipelineConfig], settings: HeadwaterSettings, options: UpOptions, console: Console,
 ) -> Summary:
     stop = asyncio.Event()
+    interrupted = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, interrupted.set)
     workers = [PipelineWorker(config, settings, WorkerOptions()) for config in configs]
     tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
+    stop_producing = threading.Event()
+
+    def check_interrupted() -> None:
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+
     try:
         with console.status("starting the pipelines (schemas, quality suites, consumer groups)"):
             while not all(worker.ready for worker in workers):
+                check_interrupted()
                 if any(task.done() for task in tasks):
                     break
                 await asyncio.sleep(0.1)
@@ -197,10 +209,11 @@ async def _run_pipelines(
                 generate(options.records, seed=options.seed, undecodable_every=max(options.records // 20, 2)),
                 settings.kafka,
                 registry_client(settings.registry), None,
-                lambda sent: progress.update(produce_bar, completed=sent), options.rate,
+                lambda sent: progress.update(produce_bar, completed=sent), options.rate, stop_producing,
             ))
             deadline = time.monotonic() + options.timeout
             while time.monotonic() < deadline:
+                check_interrupted()
                 for task in tasks:
                     if task.done() and task.exception() is not None:
                         raise task.exception()  # type: ignore[misc]
@@ -222,8 +235,11 @@ async def _run_pipelines(
                 raise TimeoutError(f"the pipelines did not process the sample within {options.timeout:.0f}s")
             elapsed = time.monotonic() - started
     finally:
+        stop_producing.set()
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
     return Summary({worker.config.label: worker.stats for worker in workers}, expected, elapsed)
 
 

@@ -20,7 +20,7 @@ from tests.pipeline_support import contact, encoder, pipeline_file, produce_valu
 
 HEADWATER = str(Path(sys.executable).parent / "headwater")
 REPO = Path(__file__).parent.parent
-RECORDS = 4000
+RECORDS = 8000
 
 
 class Collector:
@@ -84,7 +84,7 @@ def test_sigkill_mid_stream_then_sigterm_loses_nothing(
     produce_values(kafka.bootstrap, raw, records)
     pipeline = pipeline_file(
         tmp_path, raw, quality=None, enrich=[{"provider": "sentiment", "options": {"text_field": "notes"}}],
-        batch={"size": 100, "linger_ms": 20},
+        batch={"size": 50, "linger_ms": 20},
     )
     group = next(line.split(": ", 1)[1] for line in pipeline.read_text().splitlines()
                  if line.startswith("consumer_group"))

@@ -130,8 +130,8 @@ async def test_mixed_input_ends_in_outputs_and_one_dead_letter_per_bad_record(
     finally:
         await server.stop()
     label = f'pipeline="{config.label}"'
-    assert f'headwater_pipeline_records_total{{{label},stage="decode",outcome="in"}} {float(total)}' in metrics
-    assert f'headwater_pipeline_records_total{{{label},stage="quality",outcome="dead_letter"}} 1.0' in metrics
+    assert f'headwater_pipeline_records_total{{outcome="in",{label},stage="decode"}} {float(total)}' in metrics
+    assert f'headwater_pipeline_records_total{{outcome="dead_letter",{label},stage="quality"}} 1.0' in metrics
     assert 'headwater_enrich_cost_usd_total{provider="flaky"}' in metrics
 
 

@@ -23,6 +23,9 @@ class LanguageConfig(ProviderConfig):
     )
     min_confidence: float = Field(0.5, ge=0, le=1, description="Below this probability the answer is null.")
     min_chars: int = Field(12, ge=1, description="Texts shorter than this are too short to tell; null.")
+    max_chars: int = Field(
+        240, ge=16, description="Only the first this many characters are read: enough to tell, and bounded cost."
+    )
 
 
 class LanguageProvider(Provider):
@@ -47,7 +50,7 @@ class LanguageProvider(Provider):
             if not isinstance(text, str) or len(text.strip()) < self.config.min_chars:
                 found.append(None)
                 continue
-            code, confidence = identifier.classify(text)
+            code, confidence = identifier.classify(text[: self.config.max_chars])
             found.append(str(code) if confidence >= self.config.min_confidence else None)
         return found
 
