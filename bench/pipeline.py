@@ -5,7 +5,8 @@
   (c) the same stage functions in a Quix Streams application (own venv bench/.venv-quix, created on first run)
   (d) Headwater with enrichment and quality off (the framework's own cost)
 and the end-to-end latency of (b) at a fixed input rate. Prints records/s, ratios, p50/p99.
-Usage: python bench/pipeline.py [--records 200000] [--rate 5000] [--latency-seconds 10] [--quix-seconds 60]
+Usage: python bench/pipeline.py [--records 200000] [--workers 2] [--rate 5000] [--latency-seconds 10]
+                                 [--quix-seconds 30]
 """
 
 from __future__ import annotations
@@ -45,14 +46,14 @@ PARTITIONS = 2
 
 
 def build_inputs(client: Any, count: int, topic: str) -> tuple[list[tuple[bytes, bytes]], float]:
-    """`count` ERP orders of about 1 KB (6-10 lines, two sentences of notes), messy like the demo sample."""
+    """`count` ERP orders of about 1 KB (14-19 lines, two sentences of notes), messy like the demo sample."""
     rng = random.Random(42)
     serializer = AvroSerializer(client, f"{topic}-value", catalog.load_schema("erp/order"))
     now_ms = int(time.time() * 1000)
     distinct = [order(rng, index, now_ms) for index in range(2000)]
     for record in distinct:
         record["lines"] = [dict(record["lines"][0], line_number=n + 1, sku=f"SKU-{rng.randrange(10_000):05d}")
-                           for n in range(rng.randrange(6, 10))]
+                           for n in range(rng.randrange(14, 20))]
         record["notes"] = " ".join(rng.choice([note for note in NOTES if note]) for _ in range(2))
     encoded = [serializer.encode(record) for record in distinct]
     json_size = sum(len(json.dumps(record, default=str)) for record in distinct) / len(distinct)
@@ -199,8 +200,8 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--rate", type=float, default=5000.0, help="input rate of the latency run")
     parser.add_argument("--latency-seconds", type=float, default=10.0)
-    parser.add_argument("--quix-seconds", type=float, default=60.0, help="cap on each Quix run")
-    parser.add_argument("--workers", type=int, default=1, help="Headwater worker processes sharing the input")
+    parser.add_argument("--quix-seconds", type=float, default=30.0, help="cap on each Quix run")
+    parser.add_argument("--workers", type=int, default=2, help="Headwater worker processes sharing the input")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="hw-bench-") as tmp:

@@ -171,9 +171,7 @@ class PipelineEngine:
     def _violation(self, record: dict[str, Any]) -> str:
         try:
             validate(record, self.output_schema, raise_errors=True)
-        except ValidationError as exc:
-            return f"record does not match output schema {self.config.output_subject}: {exc}"
-        except Exception as exc:  # fastavro's validator can itself trip on exotic values; the reason still helps
+        except (ValidationError, TypeError, ValueError, KeyError) as exc:  # the validator trips on exotic values too
             return f"record does not match output schema {self.config.output_subject}: {exc}"
         return f"record does not encode with output schema {self.config.output_subject}"
 

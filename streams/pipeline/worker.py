@@ -285,7 +285,7 @@ class PipelineWorker:
         metrics.BATCH_SECONDS.labels(name).observe(time.monotonic() - started)
         assert self._engine is not None
         for provider, cost in self._engine.enrich.cost_usd.items():
-            metrics.ENRICH_COST.labels(provider).inc(0 if cost == 0 else cost)
+            metrics.ENRICH_COST.labels(provider).inc(cost)
             self._engine.enrich.cost_usd[provider] = 0.0
 
     async def _close(self) -> None:
