@@ -62,7 +62,7 @@ def _phone(rng: random.Random, country: str | None) -> str | None:
         return None
     if roll < 0.13:
         return rng.choice(["12", "call me", "+00 000", "555-CALL-NOW"])
-    pattern = PHONES.get(country or "US", PHONES["US"])
+    pattern = PHONES.get(country or "US", "+1 " + PHONES["US"])
     digits = rng.randrange(10_000)
     return pattern.format(digits // 100, digits % 100) if pattern.count("{") == 2 else pattern.format(digits)
 
