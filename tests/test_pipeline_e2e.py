@@ -122,13 +122,19 @@ async def test_mixed_input_ends_in_outputs_and_one_dead_letter_per_bad_record(
 
     server = StatusServer(lambda: worker.ready)
     port = await server.start()
+    second = StatusServer(lambda: True, port=port)
+    second_port = await second.start()
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             assert (await http.get("/healthz")).status_code == 200
             assert (await http.get("/readyz")).status_code == 503
             metrics = (await http.get("/metrics")).text
+        assert second_port != port
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{second_port}") as http:
+            assert (await http.get("/readyz")).status_code == 200
     finally:
         await server.stop()
+        await second.stop()
     label = f'pipeline="{config.label}"'
     assert f'headwater_pipeline_records_total{{outcome="in",{label},stage="decode"}} {float(total)}' in metrics
     assert f'headwater_pipeline_records_total{{outcome="dead_letter",{label},stage="quality"}} 1.0' in metrics

@@ -37,7 +37,13 @@ class StatusServer:
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            # Several workers on one host share the default port's wish; the later ones take any free port.
+            log.warning("event=status_port_busy port=%d error=%s fallback=any", self.port, exc.strerror)
+            site = web.TCPSite(self._runner, self.host, 0)
+            await site.start()
         server: Any = site._server
         sockets = server.sockets if server is not None else []
         self.port = sockets[0].getsockname()[1] if sockets else self.port
