@@ -25,8 +25,13 @@ lint: setup
 test: lint
 	$(BIN)/pytest -q
 
+# Each benchmark starts its own broker (and registry, PostgreSQL) and prints figures with ratios to a baseline
+# measured in the same run. bench/pipeline.py builds bench/.venv-quix for the Quix Streams comparison.
 bench: setup
 	$(BIN)/python bench/kafka_baseline.py
+	$(BIN)/python bench/registry.py
+	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/connectors.py
 
 clean:
 	rm -rf $(VENV) .cache .headwater .pytest_cache .mypy_cache .ruff_cache
