@@ -12,9 +12,10 @@ import signal
 import sys
 from pathlib import Path
 
+from streams.pipeline.batches import WorkerOptions
 from streams.pipeline.config import load_pipeline
 from streams.pipeline.engine import StageSwitches
-from streams.pipeline.worker import PipelineWorker, WorkerOptions
+from streams.pipeline.worker import PipelineWorker
 from streams.settings import load_settings
 
 

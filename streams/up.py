@@ -24,9 +24,10 @@ from rich.table import Table
 from schemas.client import registry_client
 from schemas.publish import register_all
 from streams.broker import EmbeddedBroker
+from streams.pipeline.batches import WorkerOptions, WorkerStats
 from streams.pipeline.config import PipelineConfig, load_pipeline
 from streams.pipeline.kafka_io import ensure_topics, wait_for_broker
-from streams.pipeline.worker import PipelineWorker, WorkerOptions, WorkerStats
+from streams.pipeline.runner import RuntimeName, build_runtime
 from streams.ports import free_port
 from streams.sample import generate
 from streams.sample_loader import produce_sample
@@ -47,6 +48,7 @@ class UpOptions:
     pipelines: list[Path] = field(default_factory=lambda: list(DEFAULT_PIPELINES))
     warehouse: bool = True
     timeout: float = 600.0
+    runtime: RuntimeName = "faust"
 
 
 class RegistrySubprocess:
@@ -182,8 +184,9 @@ async def _run_pipelines(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, interrupted.set)
-    workers = [PipelineWorker(config, settings, WorkerOptions()) for config in configs]
-    tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
+    runtime = build_runtime(options.runtime, configs, settings, WorkerOptions())
+    workers = runtime.pipelines
+    running = asyncio.create_task(runtime.run(stop))
     stop_producing = threading.Event()
 
     def check_interrupted() -> None:
@@ -194,7 +197,7 @@ async def _run_pipelines(
         with console.status("starting the pipelines (schemas, quality suites, consumer groups)"):
             while not all(worker.ready for worker in workers):
                 check_interrupted()
-                if any(task.done() for task in tasks):
+                if running.done():
                     break
                 await asyncio.sleep(0.1)
         expected: Counter[str] = Counter()
@@ -214,9 +217,9 @@ async def _run_pipelines(
             deadline = time.monotonic() + options.timeout
             while time.monotonic() < deadline:
                 check_interrupted()
-                for task in tasks:
-                    if task.done() and task.exception() is not None:
-                        raise task.exception()  # type: ignore[misc]
+                if running.done():
+                    running.result()
+                    raise RuntimeError("the pipelines stopped before the sample was processed")
                 if producing.done() and not expected:
                     expected = producing.result()
                     progress.update(produce_bar, completed=options.records)
@@ -237,7 +240,7 @@ async def _run_pipelines(
     finally:
         stop_producing.set()
         stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.gather(running, return_exceptions=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
     return Summary({worker.config.label: worker.stats for worker in workers}, expected, elapsed)

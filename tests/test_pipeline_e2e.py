@@ -1,5 +1,5 @@
-"""End to end on the real broker and registry: a seeded mixed input with every kind of bad record, and the
-exact contents of the enriched and dead-letter topics."""
+"""End to end on the real broker and registry, on both runtimes (Faust agents, direct confluent-kafka loop): a
+seeded mixed input with every kind of bad record, and the exact contents of the enriched and dead-letter topics."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ import pytest
 from confluent_kafka.admin import AdminClient
 
 from schemas.serde import header
+from streams.pipeline.batches import RunningPipeline, WorkerOptions
 from streams.pipeline.config import load_pipeline
+from streams.pipeline.runner import RUNTIMES, Runtime, RuntimeName, build_runtime
 from streams.pipeline.web import StatusServer
-from streams.pipeline.worker import PipelineWorker, WorkerOptions
+from streams.ports import free_port
 from streams.settings import load_settings
 from tests import pipeline_hooks  # noqa: F401  (registers the `flaky` provider)
 from tests.fixtures.kafka import KafkaService
@@ -24,24 +26,28 @@ from tests.fixtures.registry import RegistryService
 from tests.pipeline_support import contact, encoder, pipeline_file, produce_values, read_topic
 
 GOOD = 40
+both_runtimes = pytest.mark.parametrize("runtime_name", RUNTIMES)
 
 
-async def run_until(worker: PipelineWorker, done: Any, limit_s: float = 90.0) -> None:
+async def run_until(runtime: Runtime, done: Any, limit_s: float = 90.0, while_running: Any = None) -> Any:
+    """Run until `done()`, then call `while_running()` (if given) before stopping; returns what it returned."""
     stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
+    task = asyncio.create_task(runtime.run(stop))
     deadline = time.monotonic() + limit_s
     try:
         while not done():
             assert not task.done() or task.exception() is None, task.exception()
-            assert time.monotonic() < deadline, "worker did not finish in time"
+            assert time.monotonic() < deadline, "pipeline did not finish in time"
             await asyncio.sleep(0.05)
+        return await while_running() if while_running is not None else None
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
 
 
+@both_runtimes
 async def test_mixed_input_ends_in_outputs_and_one_dead_letter_per_bad_record(
-    kafka: KafkaService, registry: RegistryService, tmp_path: Path
+    kafka: KafkaService, registry: RegistryService, tmp_path: Path, runtime_name: RuntimeName
 ) -> None:
     raw = kafka.create_topic()
     domain, entity = raw.split(".")[:2]
@@ -71,12 +77,21 @@ async def test_mixed_input_ends_in_outputs_and_one_dead_letter_per_bad_record(
 
     config = load_pipeline(pipeline_file(tmp_path, raw))
     settings = load_settings(kafka={"bootstrap.servers": kafka.bootstrap}, registry={"url": registry.url})
-    worker = PipelineWorker(config, settings, WorkerOptions(session_timeout_ms=6000))
-    await run_until(worker, lambda: worker.stats.records_in >= total)
+    port = free_port()
+    runtime = build_runtime(runtime_name, [config], settings, WorkerOptions(session_timeout_ms=6000), port)
+    pipeline: RunningPipeline = runtime.pipelines[0]
+
+    async def status() -> tuple[int, int, str]:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            return ((await http.get("/healthz")).status_code, (await http.get("/readyz")).status_code,
+                    (await http.get("/metrics")).text)
+
+    healthz, readyz, metrics = await run_until(runtime, lambda: pipeline.stats.records_in >= total,
+                                               while_running=status)
 
     outputs = read_topic(kafka.bootstrap, enriched, total - len(bad))
     dead = read_topic(kafka.bootstrap, dlq, len(bad))
-    assert worker.stats.records_in == total == worker.stats.records_out + worker.stats.dead_lettered
+    assert pipeline.stats.records_in == total == pipeline.stats.records_out + pipeline.stats.dead_lettered
     sources = [read.headers["hw-source"] for read in outputs + dead]
     assert len(sources) == len(set(sources)) == total
     assert sorted(sources) == sorted(f"{raw}/0/{offset}" for offset in range(total))
@@ -120,7 +135,16 @@ async def test_mixed_input_ends_in_outputs_and_one_dead_letter_per_bad_record(
     traces = {read.headers["hw-trace-id"] for read in outputs}
     assert len(traces) == GOOD and all(trace.startswith("trace-") for trace in traces)
 
-    server = StatusServer(lambda: worker.ready)
+    assert (healthz, readyz) == (200, 200)
+    label = f'pipeline="{config.label}"'
+    assert f'headwater_pipeline_records_total{{outcome="in",{label},stage="decode"}} {float(total)}' in metrics
+    assert f'headwater_pipeline_records_total{{outcome="dead_letter",{label},stage="quality"}} 1.0' in metrics
+    assert 'headwater_enrich_cost_usd_total{provider="flaky"}' in metrics
+    assert f'headwater_pipeline_assigned_partitions{{{label}}} 1.0' in metrics
+
+
+async def test_status_server_answers_and_a_second_one_takes_a_free_port() -> None:
+    server = StatusServer(lambda: False)
     port = await server.start()
     second = StatusServer(lambda: True, port=port)
     second_port = await second.start()
@@ -128,21 +152,19 @@ async def test_mixed_input_ends_in_outputs_and_one_dead_letter_per_bad_record(
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             assert (await http.get("/healthz")).status_code == 200
             assert (await http.get("/readyz")).status_code == 503
-            metrics = (await http.get("/metrics")).text
+            assert "headwater_pipeline_records_total" in (await http.get("/metrics")).text
         assert second_port != port
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{second_port}") as http:
             assert (await http.get("/readyz")).status_code == 200
     finally:
         await server.stop()
         await second.stop()
-    label = f'pipeline="{config.label}"'
-    assert f'headwater_pipeline_records_total{{outcome="in",{label},stage="decode"}} {float(total)}' in metrics
-    assert f'headwater_pipeline_records_total{{outcome="dead_letter",{label},stage="quality"}} 1.0' in metrics
-    assert 'headwater_enrich_cost_usd_total{provider="flaky"}' in metrics
 
 
+@both_runtimes
 async def test_registry_down_at_start_is_retried_and_nothing_is_consumed_until_it_is_back(
-    kafka: KafkaService, registry: RegistryService, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    kafka: KafkaService, registry: RegistryService, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+    runtime_name: RuntimeName,
 ) -> None:
     from streams.ports import free_port
     from tests.fixtures.registry import RegistryProcess
@@ -151,9 +173,10 @@ async def test_registry_down_at_start_is_retried_and_nothing_is_consumed_until_i
     port = free_port()
     config = load_pipeline(pipeline_file(tmp_path, raw, quality=None, enrich=[]))
     settings = load_settings(kafka={"bootstrap.servers": kafka.bootstrap}, registry={"url": f"http://127.0.0.1:{port}"})
-    worker = PipelineWorker(config, settings, WorkerOptions(session_timeout_ms=6000))
+    runtime = build_runtime(runtime_name, [config], settings, WorkerOptions(session_timeout_ms=6000))
+    worker = runtime.pipelines[0]
     stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
+    task = asyncio.create_task(runtime.run(stop))
     late = RegistryProcess(kafka.bootstrap, f"_schemas_late_{port}", tmp_path, port)
     try:
         deadline = time.monotonic() + 30
@@ -175,18 +198,20 @@ async def test_registry_down_at_start_is_retried_and_nothing_is_consumed_until_i
         late.terminate()
 
 
+@both_runtimes
 async def test_broker_down_at_start_is_retried_with_backoff_then_gives_up(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, runtime_name: RuntimeName
 ) -> None:
     from streams.ports import free_port
 
     config = load_pipeline(pipeline_file(tmp_path, "crm.contacts.raw", quality=None, enrich=[]))
     settings = load_settings(kafka={"bootstrap.servers": f"127.0.0.1:{free_port()}"})
-    worker = PipelineWorker(config, settings, WorkerOptions(startup_deadline_s=8))
+    runtime = build_runtime(runtime_name, [config], settings, WorkerOptions(startup_deadline_s=8))
+    worker = runtime.pipelines[0]
     from streams.pipeline.kafka_io import DependencyDown
 
     with pytest.raises(DependencyDown, match="unreachable"):
-        await worker.run(asyncio.Event())
+        await runtime.run(asyncio.Event())
     assert caplog.text.count("event=broker_unreachable") >= 2
     assert worker.stats.records_in == 0
 

@@ -1,4 +1,10 @@
-"""Runs pipeline workers in this process until SIGTERM/SIGINT, with the status endpoints beside them."""
+"""Runs pipelines in this process until SIGTERM/SIGINT, on one of two runtimes with the status endpoints beside them.
+
+- `faust` (default): each pipeline is a faust-streaming app whose agent batches events (`streams.pipeline.faust_app`).
+- `direct`: one confluent-kafka consume loop per pipeline (`streams.pipeline.worker`); it skips Faust's
+  per-event path and so carries more records per second.
+Both run the same engine, deliver the same way (`streams.pipeline.batches`) and commit only delivered input.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +13,71 @@ import contextlib
 import logging
 import signal
 from collections.abc import Sequence
+from typing import Literal, Protocol
 
+from streams.pipeline.batches import RunningPipeline, WorkerOptions, WorkerStats
 from streams.pipeline.config import PipelineConfig
+from streams.pipeline.faust_app import FaustRuntime
 from streams.pipeline.web import StatusServer
-from streams.pipeline.worker import PipelineWorker, WorkerOptions, WorkerStats
+from streams.pipeline.worker import PipelineWorker
 from streams.settings import HeadwaterSettings
 
 log = logging.getLogger(__name__)
+RuntimeName = Literal["faust", "direct"]
+RUNTIMES: tuple[RuntimeName, ...] = ("faust", "direct")
+
+
+class Runtime(Protocol):
+    @property
+    def pipelines(self) -> Sequence[RunningPipeline]: ...
+
+    async def run(self, stop: asyncio.Event) -> list[WorkerStats]: ...
+
+
+class DirectRuntime:
+    """One `PipelineWorker` per pipeline, with a `StatusServer` when a status port is given."""
+
+    def __init__(
+        self,
+        configs: Sequence[PipelineConfig],
+        settings: HeadwaterSettings,
+        options: WorkerOptions | None = None,
+        status_port: int | None = None,
+    ) -> None:
+        self.pipelines = [PipelineWorker(config, settings, options) for config in configs]
+        self.status_port = status_port
+
+    async def run(self, stop: asyncio.Event) -> list[WorkerStats]:
+        workers = self.pipelines
+        server = StatusServer(lambda: all(worker.ready for worker in workers), port=self.status_port) \
+            if self.status_port is not None else None
+        if server is not None:
+            await server.start()
+        tasks = [asyncio.create_task(worker.run(stop), name=f"pipeline-{worker.config.name}") for worker in workers]
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+            stop.set()
+            done = await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            stop.set()
+            if server is not None:
+                await server.stop()
+        failures = [result for result in done if isinstance(result, BaseException)]
+        if failures:
+            raise failures[0]
+        return [result for result in done if isinstance(result, WorkerStats)]
+
+
+def build_runtime(
+    name: RuntimeName,
+    configs: Sequence[PipelineConfig],
+    settings: HeadwaterSettings,
+    options: WorkerOptions | None = None,
+    status_port: int | None = None,
+) -> Runtime:
+    if name == "faust":
+        return FaustRuntime(configs, settings, options, status_port)
+    return DirectRuntime(configs, settings, options, status_port)
 
 
 async def run_workers(
@@ -22,31 +86,18 @@ async def run_workers(
     options: WorkerOptions | None = None,
     status_port: int | None = None,
     stop: asyncio.Event | None = None,
+    runtime: RuntimeName = "faust",
 ) -> list[WorkerStats]:
-    """Run one worker per pipeline until stopped; each drains and commits its batch in flight first."""
+    """Run every pipeline until stopped (SIGTERM/SIGINT or `stop`); in-flight batches are drained and committed."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
-    workers = [PipelineWorker(config, settings, options) for config in configs]
-    server = StatusServer(lambda: all(worker.ready for worker in workers), port=status_port) \
-        if status_port is not None else None
-    if server is not None:
-        await server.start()
-    tasks = [asyncio.create_task(worker.run(stop), name=f"pipeline-{worker.config.name}") for worker in workers]
+    log.info("event=runtime_starting runtime=%s pipelines=%d", runtime, len(configs))
     try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        stop.set()
-        done = await asyncio.gather(*tasks, return_exceptions=True)
+        return await build_runtime(runtime, configs, settings, options, status_port).run(stop)
     finally:
-        stop.set()
-        if server is not None:
-            await server.stop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signum)
-    failures = [result for result in done if isinstance(result, BaseException)]
-    if failures:
-        raise failures[0]
-    return [result for result in done if isinstance(result, WorkerStats)]

@@ -1,4 +1,8 @@
-"""Per-process HTTP endpoints: `/metrics` (Prometheus), `/healthz` (alive), `/readyz` (connected and assigned)."""
+"""Per-process HTTP endpoints: `/metrics` (Prometheus), `/healthz` (alive), `/readyz` (connected and assigned).
+
+The answers are built here once; `StatusServer` serves them for the direct runtime, Faust's web server
+(`app.page`) for the Faust runtime.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,29 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from streams.ports import free_port, port_bindable
+
 log = logging.getLogger(__name__)
+HEALTHY: dict[str, Any] = {"status": "alive"}
+
+
+def metrics_body() -> tuple[bytes, str]:
+    """The Prometheus exposition of this process and its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST
+
+
+def readiness(ready: bool) -> tuple[dict[str, Any], int]:
+    return {"ready": ready}, 200 if ready else 503
+
+
+def usable_port(host: str, port: int) -> int:
+    """`port`, or any free port when it is 0 or taken (several workers on one host share the default wish)."""
+    if port == 0:
+        return free_port(host)
+    if not port_bindable(port, host):
+        log.warning("event=status_port_busy port=%d fallback=any", port)
+        return free_port(host)
+    return port
 
 
 class StatusServer:
@@ -20,14 +46,15 @@ class StatusServer:
         self._runner: web.AppRunner | None = None
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        body, content_type = metrics_body()
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"status": "alive"})
+        return web.json_response(HEALTHY)
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        ready = self.ready()
-        return web.json_response({"ready": ready}, status=200 if ready else 503)
+        answer, status = readiness(self.ready())
+        return web.json_response(answer, status=status)
 
     async def start(self) -> int:
         app = web.Application()

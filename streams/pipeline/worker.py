@@ -1,4 +1,7 @@
-"""One pipeline worker: consume a micro-batch, run the stages, produce, wait for the broker's acks, commit.
+"""The direct runtime (`headwater run --runtime direct`): one confluent-kafka consume loop per pipeline.
+
+Consume a micro-batch, run the stages, produce, wait for the broker's acks, commit. It skips Faust's per-event
+path (one awaited callback per message), which is why it is the higher-throughput runtime.
 
 At-least-once: offsets are committed (synchronously, by this worker) only after every output and dead letter
 derived from the batch was acknowledged. A crash before the commit replays the batch, so duplicates carry the same
@@ -12,47 +15,20 @@ import asyncio
 import logging
 import threading
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from schemas.client import registry_client
 from streams import envelope
-from streams.pipeline import kafka_io, metrics
+from streams.pipeline import batches, kafka_io, metrics
+from streams.pipeline.batches import WorkerOptions, WorkerStats
 from streams.pipeline.config import PipelineConfig
-from streams.pipeline.engine import BatchResult, PipelineEngine, StageSwitches
+from streams.pipeline.engine import PipelineEngine
 from streams.pipeline.records import InMessage, OutMessage
 from streams.settings import HeadwaterSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class WorkerStats:
-    """What one worker did, for the summary of `headwater up` and for tests."""
-
-    records_in: int = 0
-    records_out: int = 0
-    dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)
-    latencies_ms: list[float] = field(default_factory=list)
-    first_batch_at: float | None = None
-    last_batch_at: float | None = None
-
-    @property
-    def dead_lettered(self) -> int:
-        return sum(self.dead_letters.values())
-
-
-@dataclass(frozen=True)
-class WorkerOptions:
-    switches: StageSwitches = field(default_factory=StageSwitches)
-    session_timeout_ms: int = 10_000
-    startup_deadline_s: float = 300.0
-    retry_max_s: float = 10.0
-    consumer_overrides: dict[str, Any] = field(default_factory=dict)
 
 
 class PipelineWorker:
@@ -81,20 +57,9 @@ class PipelineWorker:
         return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
 
     def _start_dependencies(self) -> None:
-        """Blocking start-up: wait for broker and registry, create topics, build the stages and the clients."""
-        deadline, halt = self.options.startup_deadline_s, self._halt
-        admin = kafka_io.wait_for_broker(self.settings.kafka, deadline, halt)
-        registry = registry_client(self.settings.registry)
-        kafka_io.wait_for_registry(registry, self.settings.registry.url, deadline, halt)
-        outputs = [self.config.output.topic, self.config.dlq_topic]
-        kafka_io.ensure_topics(admin, outputs, kafka_io.partition_count(admin, self.config.input.topics[0]))
-        limits = kafka_io.max_message_bytes(admin, outputs)
-        engine = PipelineEngine(
-            self.config, registry, self.options.switches,
-            max_bytes=lambda topic: limits.get(topic, kafka_io.DEFAULT_MAX_BYTES),
-        )
-        log.info("event=pipeline_ready pipeline=%s schema_out=%d", self._label, engine.schema_out)
-        self._engine = engine
+        """Blocking start-up: broker, registry and stages (see `batches.prepare`), then the Kafka clients."""
+        prepared = batches.prepare(self.config, self.settings, self.options, self._halt)
+        self._engine, limits = prepared.engine, prepared.max_bytes
         common = self.settings.kafka.confluent()
         self._producer = Producer({
             **common,
@@ -158,6 +123,8 @@ class PipelineWorker:
             raise
         finally:
             halt_on_stop.cancel()
+        assert self._engine is not None
+        engine, retry_max_s = self._engine, self.options.retry_max_s
         self.running = True
         try:
             while not stop.is_set():
@@ -165,12 +132,12 @@ class PipelineWorker:
                 if not batch:
                     continue
                 started = time.monotonic()
-                result = await self._process(batch, stop)
-                if result is None or not await self._deliver(result, stop):
+                result = await batches.process(engine, batch, stop, retry_max_s)
+                if result is None or not await batches.deliver(result, engine, self._send, stop, retry_max_s):
                     log.info("event=batch_abandoned pipeline=%s records=%d reason=stopping", self._label, len(batch))
                     break
                 await self._on_thread(self._consumer_thread, self._commit, batch)
-                self._account(batch, result, started)
+                batches.account(self.stats, engine, batch, result, started)
         finally:
             self.running = False
             await self._close()
@@ -180,59 +147,26 @@ class PipelineWorker:
         await stop.wait()
         self._halt.set()
 
-    async def _process(self, batch: list[InMessage], stop: asyncio.Event) -> BatchResult | None:
-        assert self._engine is not None
-        delay = 0.2
-        while True:
-            try:
-                return await self._engine.process(batch)
-            except Exception as exc:  # only infrastructure failures reach here (records fail one by one inside)
-                metrics.RETRIES.labels(self._label, type(exc).__name__).inc()
-                log.warning(
-                    "event=batch_retry pipeline=%s stage=process error=%s delay_s=%.1f",
-                    self._label, type(exc).__name__, delay,
-                )
-                if await _stopped_within(stop, delay):
-                    return None
-                delay = min(delay * 2, self.options.retry_max_s)
+    async def _send(self, messages: list[OutMessage]) -> list[tuple[OutMessage, batches.SendFailure]]:
+        """Produce and flush; the messages whose delivery report carried an error, with the reason."""
+        assert self._producer is not None
+        failed: list[tuple[KafkaError, Message]] = []
 
-    async def _deliver(self, result: BatchResult, stop: asyncio.Event) -> bool:
-        """Produce until every message is acknowledged; an output the broker refuses as too large is dead-lettered."""
-        assert self._producer is not None and self._engine is not None
-        pending = result.messages
-        delay = 0.2
-        while pending:
-            failed: list[tuple[KafkaError, Message]] = []
+        def delivered(error: KafkaError | None, message: Message) -> None:
+            if error is not None:
+                failed.append((error, message))
 
-            def delivered(error: KafkaError | None, message: Message, failed: list[Any] = failed) -> None:
-                if error is not None:
-                    failed.append((error, message))
-
-            by_source = self._produce(pending, delivered)
-            while await self._on_thread(self._producer_thread, self._producer.flush, 1.0):
-                continue
-            pending = []
-            transient = False
-            for error, message in failed:
-                headers = cast(list[tuple[str, bytes]], message.headers() or [])
-                original = by_source[(message.topic() or "", envelope.header_value(headers, envelope.SOURCE))]
-                if error.code() == KafkaError.MSG_SIZE_TOO_LARGE and original.kind == "output":
-                    dead = self._engine.dead_letter(original.origin, "produce", "RecordTooLarge", str(error))
-                    result.outputs.remove(original)
-                    result.dead_letters.append(dead)
-                    pending.append(dead)
-                else:
-                    transient = True
-                    pending.append(original)
-                    log.warning(
-                        "event=produce_failed pipeline=%s topic=%s error=%s", self._label, original.topic, error
-                    )
-            if transient:
-                metrics.RETRIES.labels(self._label, "produce").inc()
-                if await _stopped_within(stop, delay):
-                    return False
-                delay = min(delay * 2, self.options.retry_max_s)
-        return True
+        by_source = self._produce(messages, delivered)
+        while await self._on_thread(self._producer_thread, self._producer.flush, 1.0):
+            continue
+        failures: list[tuple[OutMessage, batches.SendFailure]] = []
+        for error, message in failed:
+            headers = cast(list[tuple[str, bytes]], message.headers() or [])
+            original = by_source[(message.topic() or "", envelope.header_value(headers, envelope.SOURCE))]
+            failures.append(
+                (original, batches.SendFailure(str(error), error.code() == KafkaError.MSG_SIZE_TOO_LARGE))
+            )
+        return failures
 
     def _produce(self, messages: list[OutMessage], callback: Any) -> dict[tuple[str, str | None], OutMessage]:
         assert self._producer is not None
@@ -264,30 +198,6 @@ class PipelineWorker:
         except Exception as exc:  # a rebalance took the partitions: the next owner replays from the last commit
             log.warning("event=commit_failed pipeline=%s error=%s", self._label, exc)
 
-    def _account(self, batch: list[InMessage], result: BatchResult, started: float) -> None:
-        stats = self.stats
-        stats.first_batch_at = stats.first_batch_at or started
-        stats.last_batch_at = time.monotonic()
-        name = self._label
-        now_ms = time.time() * 1000
-        stats.records_in += len(batch)
-        stats.records_out += len(result.outputs)
-        metrics.RECORDS.labels(name, "decode", "in").inc(len(batch))
-        metrics.RECORDS.labels(name, "produce", "out").inc(len(result.outputs))
-        latency = metrics.LATENCY_SECONDS.labels(name)
-        for output in result.outputs:
-            elapsed = now_ms - output.origin.timestamp_ms
-            stats.latencies_ms.append(elapsed)
-            latency.observe(elapsed / 1000)
-        for dead in result.dead_letters:
-            stats.dead_letters[(dead.stage, dead.reason)] += 1
-            metrics.RECORDS.labels(name, dead.stage, "dead_letter").inc()
-        metrics.BATCH_SECONDS.labels(name).observe(time.monotonic() - started)
-        assert self._engine is not None
-        for provider, cost in self._engine.enrich.cost_usd.items():
-            metrics.ENRICH_COST.labels(provider).inc(cost)
-            self._engine.enrich.cost_usd[provider] = 0.0
-
     async def _close(self) -> None:
         if self._consumer is not None:
             consumer = self._consumer
@@ -300,15 +210,4 @@ class PipelineWorker:
             self._engine.close()
         self._consumer_thread.shutdown(wait=False)
         self._producer_thread.shutdown(wait=False)
-        log.info(
-            "event=worker_stopped pipeline=%s in=%d out=%d dead_letters=%d",
-            self._label, self.stats.records_in, self.stats.records_out, self.stats.dead_lettered,
-        )
-
-
-async def _stopped_within(stop: asyncio.Event, seconds: float) -> bool:
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except TimeoutError:
-        return False
-    return True
+        batches.log_stopped(self.config, self.stats)

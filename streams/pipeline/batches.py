@@ -1,0 +1,190 @@
+"""What every pipeline runtime (Faust agents or the direct confluent-kafka worker) does around the engine.
+
+Start-up waits for broker and registry, then per micro-batch: run the stages (retrying infrastructure failures),
+deliver every output and dead letter until the broker acknowledged it (an output the broker refuses as too large
+becomes a dead letter), and account the batch in the stats and metrics. Only after `deliver` returned True may a
+runtime commit the batch's input offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from schemas.client import registry_client
+from streams.pipeline import kafka_io, metrics
+from streams.pipeline.config import PipelineConfig
+from streams.pipeline.engine import BatchResult, PipelineEngine, StageSwitches
+from streams.pipeline.records import InMessage, OutMessage
+from streams.settings import HeadwaterSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerStats:
+    """What one pipeline did, for the summary of `headwater up` and for tests."""
+
+    records_in: int = 0
+    records_out: int = 0
+    dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+    first_batch_at: float | None = None
+    last_batch_at: float | None = None
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(self.dead_letters.values())
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    switches: StageSwitches = field(default_factory=StageSwitches)
+    session_timeout_ms: int = 10_000
+    startup_deadline_s: float = 300.0
+    retry_max_s: float = 10.0
+    consumer_overrides: dict[str, Any] = field(default_factory=dict)
+
+
+class RunningPipeline(Protocol):
+    """One pipeline inside a runtime, as `headwater up` and the tests watch it."""
+
+    config: PipelineConfig
+    stats: WorkerStats
+
+    @property
+    def ready(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Prepared:
+    engine: PipelineEngine
+    max_bytes: dict[str, int]
+
+
+def prepare(
+    config: PipelineConfig, settings: HeadwaterSettings, options: WorkerOptions, halt: threading.Event | None = None
+) -> Prepared:
+    """Blocking start-up: wait for broker and registry (backoff), create the output topics, build the stages."""
+    deadline = options.startup_deadline_s
+    admin = kafka_io.wait_for_broker(settings.kafka, deadline, halt)
+    registry = registry_client(settings.registry)
+    kafka_io.wait_for_registry(registry, settings.registry.url, deadline, halt)
+    outputs = [config.output.topic, config.dlq_topic]
+    kafka_io.ensure_topics(admin, outputs, kafka_io.partition_count(admin, config.input.topics[0]))
+    limits = kafka_io.max_message_bytes(admin, outputs)
+    engine = PipelineEngine(
+        config, registry, options.switches, max_bytes=lambda topic: limits.get(topic, kafka_io.DEFAULT_MAX_BYTES),
+    )
+    log.info("event=pipeline_ready pipeline=%s schema_out=%d", config.label, engine.schema_out)
+    return Prepared(engine, limits)
+
+
+async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(stop.wait(), seconds)
+    except TimeoutError:
+        return False
+    return True
+
+
+async def process(
+    engine: PipelineEngine, batch: Sequence[InMessage], stop: asyncio.Event, retry_max_s: float
+) -> BatchResult | None:
+    """The stages over the batch; retried with backoff while a dependency fails; None once `stop` is set."""
+    label = engine.config.label
+    delay = 0.2
+    while True:
+        try:
+            return await engine.process(batch)
+        except Exception as exc:  # only infrastructure failures reach here (records fail one by one inside)
+            metrics.RETRIES.labels(label, type(exc).__name__).inc()
+            log.warning(
+                "event=batch_retry pipeline=%s stage=process error=%s delay_s=%.1f", label, type(exc).__name__, delay
+            )
+            if await stopped_within(stop, delay):
+                return None
+            delay = min(delay * 2, retry_max_s)
+
+
+@dataclass(frozen=True)
+class SendFailure:
+    """Why the broker did not acknowledge one message."""
+
+    error: str
+    too_large: bool
+
+
+Sender = Callable[[list[OutMessage]], Awaitable[list[tuple[OutMessage, SendFailure]]]]
+
+
+async def deliver(
+    result: BatchResult, engine: PipelineEngine, send: Sender, stop: asyncio.Event, retry_max_s: float
+) -> bool:
+    """Send until every message is acknowledged; False if `stop` was set while retrying (nothing may be committed).
+
+    `send` produces the messages and returns the ones the broker did not acknowledge. An output refused as too
+    large is replaced by its dead letter (stage `produce`); anything else is sent again after a backoff.
+    """
+    label = engine.config.label
+    pending = result.messages
+    delay = 0.2
+    while pending:
+        failures = await send(pending)
+        pending = []
+        transient = False
+        for message, failure in failures:
+            if failure.too_large and message.kind == "output":
+                dead = engine.dead_letter(message.origin, "produce", "RecordTooLarge", failure.error)
+                result.outputs.remove(message)
+                result.dead_letters.append(dead)
+                pending.append(dead)
+            else:
+                transient = True
+                pending.append(message)
+                log.warning("event=produce_failed pipeline=%s topic=%s error=%s", label, message.topic, failure.error)
+        if transient:
+            metrics.RETRIES.labels(label, "produce").inc()
+            if await stopped_within(stop, delay):
+                return False
+            delay = min(delay * 2, retry_max_s)
+    return True
+
+
+def account(
+    stats: WorkerStats, engine: PipelineEngine, batch: Sequence[InMessage], result: BatchResult, started: float
+) -> None:
+    """Stats and metrics of a delivered batch."""
+    stats.first_batch_at = stats.first_batch_at or started
+    stats.last_batch_at = time.monotonic()
+    name = engine.config.label
+    now_ms = time.time() * 1000
+    stats.records_in += len(batch)
+    stats.records_out += len(result.outputs)
+    metrics.RECORDS.labels(name, "decode", "in").inc(len(batch))
+    metrics.RECORDS.labels(name, "produce", "out").inc(len(result.outputs))
+    latency = metrics.LATENCY_SECONDS.labels(name)
+    for output in result.outputs:
+        elapsed = now_ms - output.origin.timestamp_ms
+        stats.latencies_ms.append(elapsed)
+        latency.observe(elapsed / 1000)
+    for dead in result.dead_letters:
+        stats.dead_letters[(dead.stage, dead.reason)] += 1
+        metrics.RECORDS.labels(name, dead.stage, "dead_letter").inc()
+    metrics.BATCH_SECONDS.labels(name).observe(time.monotonic() - started)
+    for provider, cost in engine.enrich.cost_usd.items():
+        metrics.ENRICH_COST.labels(provider).inc(cost)
+        engine.enrich.cost_usd[provider] = 0.0
+
+
+def log_stopped(config: PipelineConfig, stats: WorkerStats) -> None:
+    log.info(
+        "event=worker_stopped pipeline=%s in=%d out=%d dead_letters=%d",
+        config.label, stats.records_in, stats.records_out, stats.dead_lettered,
+    )
