@@ -100,6 +100,7 @@ class Summary:
     stats: dict[str, WorkerStats]
     produced: Counter[str]
     seconds: float
+    runtime: str = "faust"
     warehouse: dict[str, int] = field(default_factory=dict)
     queries: list[tuple[str, list[str], list[tuple[object, ...]]]] = field(default_factory=list)
 
@@ -113,7 +114,7 @@ def _percentile(values: list[float], fraction: float) -> float:
 
 
 def print_summary(console: Console, summary: Summary) -> None:
-    table = Table(title="Headwater pipelines", show_lines=False)
+    table = Table(title=f"Headwater pipelines ({summary.runtime} runtime)", show_lines=False)
     for column in ("pipeline", "in", "out", "dead letters", "records/s", "p50 ms", "p99 ms"):
         table.add_column(column, justify="right" if column != "pipeline" else "left")
     for name, stats in summary.stats.items():
@@ -243,7 +244,7 @@ async def _run_pipelines(
         await asyncio.gather(running, return_exceptions=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-    return Summary({worker.config.label: worker.stats for worker in workers}, expected, elapsed)
+    return Summary({worker.config.label: worker.stats for worker in workers}, expected, elapsed, options.runtime)
 
 
 def up(options: UpOptions, console: Console) -> Summary:
