@@ -1,5 +1,6 @@
-"""Why the pipeline batches with confluent-kafka instead of Faust streams: faust-streaming's micro-batch path
-(`noack_take` + ack) against a raw confluent-kafka consumer, same broker, same 1 KB records.
+"""What Faust's per-event consumer path costs: faust-streaming's micro-batch path (`noack_take` + ack, the one the
+Faust runtime's agents use) against a raw confluent-kafka consumer, same broker, same 1 KB records. Faust still
+awaits one callback per message before the batch forms, which is why `headwater run --runtime direct` exists.
 
 Usage: python bench/faust_take.py [--records 100000]
 """

@@ -1,7 +1,8 @@
 """One Headwater pipeline worker process for bench/pipeline.py: runs until SIGTERM, then prints its stats as JSON.
 
 Several of these with the same pipeline file share the input partitions (one consumer group), which is how
-Headwater uses more than one core. Usage: headwater_worker.py PIPELINE_YAML BOOTSTRAP REGISTRY ENRICH QUALITY READY_FILE
+Headwater uses more than one core.
+Usage: headwater_worker.py PIPELINE_YAML BOOTSTRAP REGISTRY ENRICH QUALITY READY_FILE RUNTIME(faust|direct)
 """
 
 from __future__ import annotations
@@ -11,21 +12,23 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import cast
 
 from streams.pipeline.batches import WorkerOptions
 from streams.pipeline.config import load_pipeline
 from streams.pipeline.engine import StageSwitches
-from streams.pipeline.worker import PipelineWorker
+from streams.pipeline.runner import RuntimeName, build_runtime
 from streams.settings import load_settings
 
 
 async def main() -> None:
-    pipeline, bootstrap, registry, enrich, quality, ready_file = sys.argv[1:7]
+    pipeline, bootstrap, registry, enrich, quality, ready_file, runtime_name = sys.argv[1:8]
     config = load_pipeline(Path(pipeline))
     settings = load_settings(kafka={"bootstrap.servers": bootstrap}, registry={"url": registry})
     options = WorkerOptions(switches=StageSwitches(enrich=enrich == "1", quality=quality == "1"))
     stop = asyncio.Event()
-    worker = PipelineWorker(config, settings, options)
+    runtime = build_runtime(cast(RuntimeName, runtime_name), [config], settings, options)
+    worker = runtime.pipelines[0]
 
     async def announce_ready() -> None:
         while True:
@@ -36,7 +39,7 @@ async def main() -> None:
 
     announcer = asyncio.create_task(announce_ready())
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    stats = await worker.run(stop)
+    [stats] = await runtime.run(stop)
     announcer.cancel()
     print(json.dumps({"records_in": stats.records_in, "first": stats.first_batch_at, "last": stats.last_batch_at,
                       "latencies_ms": stats.latencies_ms}))

@@ -1,9 +1,11 @@
 """Pipeline throughput and latency, one run on one embedded broker, the same ~1 KB input records for every scenario:
 
-  (a) raw confluent-kafka consume -> produce passthrough (the ceiling)
-  (b) Headwater: decode + transform + local enrichment (VADER, py3langid) + GX quality + encode
-  (c) the same stage functions in a Quix Streams application (own venv bench/.venv-quix, created on first run)
-  (d) Headwater with enrichment and quality off (the framework's own cost)
+  (a)  raw confluent-kafka consume -> produce passthrough (the ceiling)
+  (b)  Headwater on its default Faust runtime: decode + transform + local enrichment (VADER, py3langid) + GX
+       quality + encode, in Faust agents taking micro-batches
+  (b') the same on the direct runtime (`--runtime direct`, a confluent-kafka consume loop, no Faust)
+  (c)  the same stage functions in a Quix Streams application (own venv bench/.venv-quix, created on first run)
+  (d)  Headwater (Faust runtime) with enrichment and quality off (the framework's own cost); (d') the same, direct
 and the end-to-end latency of (b) at a fixed input rate. Prints records/s, ratios, p50/p99.
 Usage: python bench/pipeline.py [--records 200000] [--workers 2] [--rate 5000] [--latency-seconds 10]
                                  [--quix-seconds 30]
@@ -131,7 +133,7 @@ def committed_total(bootstrap: str, group: str, topic: str) -> int:
 
 def headwater(config: PipelineConfig, settings: HeadwaterSettings, count: int, switches: StageSwitches,
               workers: int, tmp: Path, paced: tuple[list[tuple[bytes, bytes]], float] | None = None,
-              ) -> tuple[float, list[float]]:
+              runtime: str = "faust") -> tuple[float, list[float]]:
     """Run `workers` worker processes sharing the input until the group committed `count` offsets."""
     pipeline_file = tmp / f"{config.name}-{uuid.uuid4().hex[:6]}.yaml"
     pipeline_file.write_text(yaml.safe_dump(
@@ -141,7 +143,7 @@ def headwater(config: PipelineConfig, settings: HeadwaterSettings, count: int, s
         subprocess.Popen(
             [sys.executable, str(ROOT / "bench" / "headwater_worker.py"), str(pipeline_file),
              settings.kafka.bootstrap_servers, settings.registry.url, "1" if switches.enrich else "0",
-             "1" if switches.quality else "0", str(flag)],
+             "1" if switches.quality else "0", str(flag), runtime],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         for flag in ready
@@ -217,7 +219,7 @@ def main() -> None:
             admin = wait_for_broker(settings.kafka)
             source = "bench.orders.raw"
             ensure_topics(admin, [source, "bench.raw.enriched", "bench.quix.enriched", "bench.quixlite.enriched",
-                                  "bench.latency.raw"], PARTITIONS)
+                                  "bench.latency.raw", "bench.latencydirect.raw"], PARTITIONS)
             client = registry_client(settings.registry)
             items, json_size = build_inputs(client, args.records, source)
             size = sum(len(value) for _, value in items[:2000]) / 2000
@@ -232,13 +234,15 @@ def main() -> None:
             rates["a"] = passthrough(bootstrap, source, "bench.raw.enriched", args.records)
             print(f"(a) raw confluent-kafka passthrough: {rates['a']:,.0f} records/s", flush=True)
             tmp_path = Path(tmp)
-            rates["b"], _ = headwater(bench_config(base, source, "full"), settings, args.records, StageSwitches(),
-                                      args.workers, tmp_path)
-            print(f"(b) Headwater full pipeline, {args.workers} worker(s): {rates['b']:,.0f} records/s", flush=True)
-            rates["d"], _ = headwater(bench_config(base, source, "lite"), settings, args.records,
-                                      StageSwitches(enrich=False, quality=False), args.workers, tmp_path)
-            print(f"(d) Headwater, no enrich/quality, {args.workers} worker(s): {rates['d']:,.0f} records/s",
-                  flush=True)
+            lite = StageSwitches(enrich=False, quality=False)
+            scenarios = [("b", "full", StageSwitches(), "faust", "Headwater full pipeline, Faust runtime"),
+                         ("b'", "fulldirect", StageSwitches(), "direct", "Headwater full pipeline, direct runtime"),
+                         ("d", "lite", lite, "faust", "Headwater no enrich/quality, Faust runtime"),
+                         ("d'", "litedirect", lite, "direct", "Headwater no enrich/quality, direct runtime")]
+            for key, name, switches, runtime, title in scenarios:
+                rates[key], _ = headwater(bench_config(base, source, name), settings, args.records, switches,
+                                          args.workers, tmp_path, runtime=runtime)
+                print(f"({key}) {title}, {args.workers} worker(s): {rates[key]:,.0f} records/s", flush=True)
 
             pipeline_file = Path(tmp) / "quix.yaml"
             pipeline_file.write_text(yaml.safe_dump(bench_config(base, source, "quix").model_dump(
@@ -254,16 +258,20 @@ def main() -> None:
             print(f"(c') Quix, no enrich/quality:       {rates['c_lite']:,.0f} records/s", flush=True)
 
             latency_items = items[: int(args.rate * args.latency_seconds)]
-            _, latencies = headwater(bench_config(base, "bench.latency.raw", "latency", linger_ms=20), settings,
-                                     len(latency_items), StageSwitches(), args.workers, tmp_path,
-                                     paced=(latency_items, args.rate))
+            latency: dict[str, list[float]] = {}
+            for key, topic, name, runtime in (("b", "bench.latency.raw", "latency", "faust"),
+                                              ("b'", "bench.latencydirect.raw", "latencydirect", "direct")):
+                _, latency[key] = headwater(bench_config(base, topic, name, linger_ms=20), settings,
+                                            len(latency_items), StageSwitches(), args.workers, tmp_path,
+                                            paced=(latency_items, args.rate), runtime=runtime)
             print()
-            print(f"records/s: a={rates['a']:,.0f} b={rates['b']:,.0f} c={rates['c']:,.0f} d={rates['d']:,.0f} "
-                  f"c'={rates['c_lite']:,.0f}")
-            print(f"ratios: b/a={rates['b'] / rates['a']:.3f} b/c={rates['b'] / rates['c']:.2f} "
-                  f"d/a={rates['d'] / rates['a']:.3f} d/c'={rates['d'] / rates['c_lite']:.2f}")
-            print(f"(b) end-to-end latency at {args.rate:,.0f} records/s over {len(latencies):,} outputs: "
-                  f"p50={percentile(latencies, 0.5):.0f} ms p99={percentile(latencies, 0.99):.0f} ms")
+            print("records/s: " + " ".join(f"{key}={rate:,.0f}" for key, rate in rates.items()))
+            ratios = [("b", "a"), ("b", "c"), ("d", "a"), ("b'", "b"), ("d'", "d"), ("b'", "c"), ("d", "c_lite")]
+            print("ratios: " + " ".join(f"{top}/{bottom}={rates[top] / rates[bottom]:.3f}" for top, bottom in ratios))
+            for key, values in latency.items():
+                print(f"({key}) end-to-end latency at {args.rate:,.0f} records/s over {len(values):,} outputs: "
+                      f"p50={percentile(values, 0.5):.0f} ms p99={percentile(values, 0.99):.0f} ms")
+            latencies = latency["b"]
             targets = [("b >= 10,000/s", rates["b"] >= 10_000), ("b/c >= 1.0", rates["b"] >= rates["c"]),
                        ("d >= 40,000/s", rates["d"] >= 40_000), ("p99 < 250 ms", percentile(latencies, 0.99) < 250)]
             print("targets: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in targets))
