@@ -5,16 +5,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
+from connectors.offsets import OffsetStore
+from connectors.source_loop import SourceLoop
 from schemas.serde import AvroDeserializer, AvroSerializer
+from streams.settings import KafkaSettings, RegistrySettings
 
 T = TypeVar("T")
 
@@ -29,6 +34,24 @@ def wait_for(condition: Callable[[], T], timeout: float = 60.0, what: str = "con
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
         time.sleep(0.1)
+
+
+@contextmanager
+def running_source(source: Any, kafka: Any, registry: Any) -> Iterator[threading.Event]:
+    """The source's loop (with the real offsets store) in a thread; yields the event that stops it."""
+    settings = KafkaSettings.model_validate({"bootstrap.servers": kafka.bootstrap})
+    registry_settings = RegistrySettings.model_validate({"url": registry.url})
+    loop = SourceLoop(source, kafka=settings, registry=registry_settings, offsets=OffsetStore(settings))
+    stop = threading.Event()
+    worker = threading.Thread(target=loop.run, args=(stop,))
+    worker.start()
+    try:
+        yield stop
+    finally:
+        stop.set()
+        worker.join(30)
+        loop.close()
+    assert not worker.is_alive()
 
 
 def produce(

@@ -5,10 +5,7 @@ cursor (also when one timestamp fills a whole window), throttling, an expired to
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -18,11 +15,10 @@ from werkzeug import Response
 from connectors.base import ConnectorError, Cursor, RetryableError, SourceRecord
 from connectors.offsets import OffsetStore
 from connectors.registry import lookup
-from connectors.source_loop import SourceLoop
 from connectors.sources.hubspot import HubSpotConfig, HubSpotSource
 from streams.envelope import ERROR_CLASS, ERROR_STAGE, SOURCE, TRACE_ID
-from streams.settings import KafkaSettings, RegistrySettings
-from tests.connect_support import decode_all, end_offset, header, read_topic, wait_for
+from streams.settings import KafkaSettings
+from tests.connect_support import decode_all, end_offset, header, read_topic, running_source, wait_for
 from tests.fake_hubspot import FakeHubSpot, hs_company, hs_contact, hs_error, hs_time, millis
 
 
@@ -39,23 +35,6 @@ def make_source(fake: FakeHubSpot, topic: str, obj: str = "contacts", **extra: A
         }
     )
     return HubSpotSource(f"hs-{topic}", config)
-
-
-@contextmanager
-def running(source: HubSpotSource, kafka: Any, registry: Any) -> Iterator[threading.Event]:
-    settings = KafkaSettings.model_validate({"bootstrap.servers": kafka.bootstrap})
-    registry_settings = RegistrySettings.model_validate({"url": registry.url})
-    loop = SourceLoop(source, kafka=settings, registry=registry_settings, offsets=OffsetStore(settings))
-    stop = threading.Event()
-    worker = threading.Thread(target=loop.run, args=(stop,))
-    worker.start()
-    try:
-        yield stop
-    finally:
-        stop.set()
-        worker.join(30)
-        loop.close()
-    assert not worker.is_alive()
 
 
 def drain(source: HubSpotSource, cursor: Cursor | None = None, limit: int = 100) -> tuple[list[SourceRecord], Cursor]:
@@ -81,7 +60,7 @@ def test_searches_incrementally_with_after_paging_and_lineage(
     for i in range(1, 8):
         fake.upsert(hs_contact(100 + i, hs_time(i)))
     topic = kafka.create_topic()
-    with running(make_source(fake, topic), kafka, registry):
+    with running_source(make_source(fake, topic), kafka, registry):
         wait_for(lambda: end_offset(kafka.bootstrap, topic) >= 7, what="the first 7 contacts")
         fake.upsert(hs_contact(103, hs_time(30), email="changed@example.com"))
         wait_for(lambda: end_offset(kafka.bootstrap, topic) >= 8, what="the changed contact")
@@ -207,7 +186,7 @@ def test_malformed_answers_and_incomplete_records_are_dead_lettered(
     topic = kafka.create_topic()
     dlq = topic.removesuffix(".raw") + ".dlq"
     kafka.create_topic(dlq)
-    with running(make_source(fake, topic), kafka, registry):
+    with running_source(make_source(fake, topic), kafka, registry):
         wait_for(lambda: end_offset(kafka.bootstrap, topic) >= 2, what="the good contacts")
         wait_for(lambda: end_offset(kafka.bootstrap, dlq) >= 3, what="three dead letters")
     assert [k for k, _ in decode_all(registry, read_topic(kafka.bootstrap, topic, 2))] == ["1", "4"]

@@ -5,10 +5,7 @@ expiry, throttling, malformed answers to the dead-letter topic, and a restart th
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -17,11 +14,10 @@ from werkzeug import Response
 
 from connectors.base import ConnectorError, RetryableError
 from connectors.offsets import OffsetStore
-from connectors.source_loop import SourceLoop
 from connectors.sources.salesforce import SalesforceConfig, SalesforceSource
 from streams.envelope import ERROR_CLASS, ERROR_STAGE, SOURCE, TRACE_ID
-from streams.settings import KafkaSettings, RegistrySettings
-from tests.connect_support import decode_all, end_offset, header, read_topic, wait_for
+from streams.settings import KafkaSettings
+from tests.connect_support import decode_all, end_offset, header, read_topic, running_source, wait_for
 from tests.fake_salesforce import FakeSalesforce, contact, error, sf_time
 
 CLIENT_ID = "3MVG9-client-id-value"
@@ -44,28 +40,6 @@ def make_source(fake: FakeSalesforce, topic: str, name: str | None = None, **ext
     return SalesforceSource(name or f"sf-{topic}", config)
 
 
-@contextmanager
-def running(source: SalesforceSource, kafka: Any, registry: Any) -> Iterator[threading.Event]:
-    """The source's loop in a thread; yields the event that stops it."""
-    settings = KafkaSettings.model_validate({"bootstrap.servers": kafka.bootstrap})
-    loop = SourceLoop(
-        source,
-        kafka=settings,
-        registry=RegistrySettings.model_validate({"url": registry.url}),
-        offsets=OffsetStore(settings),
-    )
-    stop = threading.Event()
-    worker = threading.Thread(target=loop.run, args=(stop,))
-    worker.start()
-    try:
-        yield stop
-    finally:
-        stop.set()
-        worker.join(30)
-        loop.close()
-    assert not worker.is_alive()
-
-
 def test_pages_incrementally_with_ties_deletions_and_lineage(httpserver: HTTPServer, kafka: Any, registry: Any) -> None:
     fake = FakeSalesforce(httpserver, page_size=3)
     # three records share one modstamp: the Id breaks the tie
@@ -79,7 +53,7 @@ def test_pages_incrementally_with_ties_deletions_and_lineage(httpserver: HTTPSer
         contact("003000000000007AAA", sf_time(5)),
     ]
     topic = kafka.create_topic()
-    with running(make_source(fake, topic), kafka, registry):
+    with running_source(make_source(fake, topic), kafka, registry):
         wait_for(lambda: end_offset(kafka.bootstrap, topic) >= 7, what="the first 7 contacts")
         fake.records.append(contact("003000000000002AAA", sf_time(9), Email="new@example.com"))
         fake.records.append(contact("003000000000006AAA", sf_time(9, 500), deleted=True))
@@ -211,7 +185,7 @@ def test_malformed_pages_and_incomplete_records_are_dead_lettered(
     topic = kafka.create_topic()
     dlq = topic.removesuffix(".raw") + ".dlq"
     kafka.create_topic(dlq)
-    with running(make_source(fake, topic), kafka, registry):
+    with running_source(make_source(fake, topic), kafka, registry):
         wait_for(lambda: end_offset(kafka.bootstrap, topic) >= 2, what="the good contacts")
         wait_for(lambda: end_offset(kafka.bootstrap, dlq) >= 3, what="three dead letters")
 
@@ -236,7 +210,7 @@ def test_restart_mid_run_resumes_from_the_committed_cursor(httpserver: HTTPServe
     fake.records = [contact(f"0030000000000{i:02d}AAA", sf_time(i // 3, i)) for i in range(20)]
     fake.hold_page = 2
     topic = kafka.create_topic()
-    with running(make_source(fake, topic), kafka, registry) as stop:
+    with running_source(make_source(fake, topic), kafka, registry) as stop:
         wait_for(lambda: end_offset(kafka.bootstrap, topic) >= 8, what="the first two pages")
         wait_for(lambda: fake.pages_served >= 3, what="the third page to be requested")
         # stopped while the third page is in flight: it is fetched but never delivered
@@ -245,7 +219,7 @@ def test_restart_mid_run_resumes_from_the_committed_cursor(httpserver: HTTPServe
     assert end_offset(kafka.bootstrap, topic) == 8
 
     fake.hold_page = None
-    with running(make_source(fake, topic), kafka, registry):
+    with running_source(make_source(fake, topic), kafka, registry):
         wait_for(lambda: end_offset(kafka.bootstrap, topic) >= 20, what="the rest after the restart")
     keys = [m.key() for m in read_topic(kafka.bootstrap, topic, 20)]
     assert keys == [f"0030000000000{i:02d}AAA".encode() for i in range(20)], "no gap and no duplicate"

@@ -17,6 +17,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
 from hubspot import HubSpot
@@ -24,20 +25,13 @@ from hubspot.crm.companies import ApiException as CompaniesApiException
 from hubspot.crm.contacts import ApiException as ContactsApiException
 from hubspot.crm.deals import ApiException as DealsApiException
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import RetryCallState
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from connectors.base import (
-    ConnectorConfig,
-    ConnectorError,
-    Cursor,
-    PollingSource,
-    RetryableError,
-    SourceBatch,
-    SourceFailure,
-    SourceRecord,
-)
+from connectors.base import ConnectorError, Cursor, PollingSource, SourceBatch, SourceFailure
+from connectors.record_mapping import map_fields, take_mapped
 from connectors.registry import register
+from connectors.saas_retry import SaaSConfig, Throttled, call_with_retries, retry_after
 from schemas.catalog import load_schema
 
 log = logging.getLogger(__name__)
@@ -122,7 +116,7 @@ class HubSpotObjectConfig(BaseModel):
     )
 
 
-class HubSpotConfig(ConnectorConfig):
+class HubSpotConfig(SaaSConfig):
     access_token: SecretStr = Field(description="Private app access token (use ${ENV}).")
     host: str = Field(default="https://api.hubapi.com", description="API base URL.")
     objects: list[HubSpotObjectConfig] = Field(
@@ -137,15 +131,6 @@ class HubSpotConfig(ConnectorConfig):
         description="Most results one search query can page through (HubSpot: 10,000); the search restarts from "
         "the cursor before reaching it.",
     )
-    poll_interval: float = Field(default=30.0, gt=0, description="Seconds between polls once caught up.")
-    request_timeout: float = Field(default=30.0, gt=0, description="Seconds one HTTP request may take.")
-    max_retries: int = Field(default=5, ge=0, description="Retries of a 429/5xx/timeout before giving up for now.")
-
-
-class _Throttled(Exception):
-    def __init__(self, wait: float, reason: str) -> None:
-        super().__init__(reason)
-        self.wait = wait
 
 
 class _Malformed(Exception):
@@ -189,22 +174,8 @@ def _coerce(value: Any, avro: Any) -> Any:
 
 
 def _build(properties: Mapping[str, Any], mapping: Mapping[str, str], schema: Mapping[str, Any]) -> dict[str, Any]:
-    types = {f["name"]: f["type"] for f in schema["fields"]}
-    nested: dict[str, dict[str, Any]] = {}
-    out: dict[str, Any] = {}
-    for target, source in mapping.items():
-        raw = source[1:] if source.startswith("=") else properties.get(source)
-        if "." in target:
-            parent, child = target.split(".", 1)
-            nested.setdefault(parent, {})[child] = raw or None
-        else:
-            out[target] = _coerce(raw, types.get(target, "string"))
-    for parent, values in nested.items():
-        out[parent] = values if any(v is not None for v in values.values()) else None
-    missing = [f["name"] for f in schema["fields"] if "default" not in f and out.get(f["name"]) is None]
-    if missing:
-        raise ValueError(f"missing required fields {', '.join(missing)}")
-    return out
+    # HubSpot sends unset properties as empty strings: an address part that is unset is None
+    return map_fields(mapping, schema, properties.get, _coerce, lambda raw: raw or None)
 
 
 @register("hubspot")
@@ -335,29 +306,23 @@ class HubSpotSource(PollingSource[HubSpotConfig]):
         else:
             state[spec.name] = {"since": since, "ids": [record_id]}
         where = f"{spec.name}@{stamp}|{record_id}"
-        try:
-            value = _build(properties, mapping, schema)
-        except (ValueError, TypeError) as exc:
-            batch.failures.append(SourceFailure(topic, raw, "MissingField", str(exc), where, record_id.encode()))
-            return
-        batch.records.append(SourceRecord(topic, record_id, value, schema, where, raw))
+        take_mapped(
+            batch.records,
+            batch.failures,
+            topic,
+            record_id,
+            schema,
+            where,
+            raw,
+            partial(_build, properties, mapping, schema),
+        )
 
     def _call(self, object_type: str, body: dict[str, Any]) -> dict[str, Any]:
         """One search request: 429 waits for Retry-After, 5xx and timeouts back off; persisting, RetryableError
         hands the wait to the runner."""
-        try:
-            for attempt in Retrying(
-                retry=retry_if_exception_type(_Throttled),
-                stop=stop_after_attempt(self.config.max_retries + 1),
-                wait=self._wait,
-                before_sleep=self._log_retry,
-                reraise=True,
-            ):
-                with attempt:
-                    return self._search(object_type, body)
-        except _Throttled as exc:
-            raise RetryableError(f"HubSpot unavailable after {self.config.max_retries + 1} attempts ({exc})") from exc
-        raise AssertionError("unreachable")
+        return call_with_retries(
+            lambda: self._search(object_type, body), "HubSpot", self.config.max_retries, before_sleep=self._log_retry
+        )
 
     def _search(self, object_type: str, body: dict[str, Any]) -> dict[str, Any]:
         self.requests += 1
@@ -370,16 +335,16 @@ class HubSpotSource(PollingSource[HubSpotConfig]):
         except (ContactsApiException, CompaniesApiException, DealsApiException) as exc:
             status = int(exc.status or 0)
             if status == 429:
-                raise _Throttled(_retry_after(exc.headers), "HTTP 429") from exc
+                raise Throttled(retry_after(exc.headers), "HTTP 429") from exc
             if status >= 500 or status == 0:
-                raise _Throttled(0.0, f"HTTP {status}" if status else "no answer") from exc
+                raise Throttled(0.0, f"HTTP {status}" if status else "no answer") from exc
             if status == 401:
                 raise ConnectorError(
                     "HubSpot answered 401: the access token is expired, revoked or wrong; set a valid private app token"
                 ) from exc
             raise ConnectorError(f"HubSpot refused the {object_type} search ({status})") from exc
         except Urllib3Error as exc:
-            raise _Throttled(0.0, type(exc).__name__) from exc
+            raise Throttled(0.0, type(exc).__name__) from exc
         raw: bytes = response.data
         try:
             page = json.loads(raw)
@@ -388,13 +353,6 @@ class HubSpotSource(PollingSource[HubSpotConfig]):
         if not isinstance(page, dict) or not isinstance(page.get("results"), list):
             raise _Malformed(raw, "search answer has no results list")
         return page
-
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        if isinstance(exc, _Throttled) and exc.wait > 0:
-            return exc.wait
-        backoff: float = wait_exponential(multiplier=0.5, max=30)(state)
-        return backoff
 
     def _log_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
@@ -405,13 +363,3 @@ class HubSpotSource(PollingSource[HubSpotConfig]):
 
     def close(self) -> None:
         self._client = None
-
-
-def _retry_after(headers: Any) -> float:
-    value = None
-    if headers is not None:
-        value = headers.get("Retry-After")
-    try:
-        return max(0.0, float(value)) if value else 0.0
-    except ValueError:
-        return 0.0

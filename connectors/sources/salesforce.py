@@ -12,16 +12,15 @@ import json
 import logging
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import requests
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from simple_salesforce.api import Salesforce
 from simple_salesforce.exceptions import SalesforceError, SalesforceExpiredSession
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from connectors.base import (
-    ConnectorConfig,
     ConnectorError,
     Cursor,
     PollingSource,
@@ -30,7 +29,9 @@ from connectors.base import (
     SourceFailure,
     SourceRecord,
 )
+from connectors.record_mapping import map_fields, take_mapped
 from connectors.registry import register
+from connectors.saas_retry import SaaSConfig, Throttled, call_with_retries, retry_after
 from schemas.catalog import load_schema
 
 log = logging.getLogger(__name__)
@@ -112,7 +113,7 @@ class ObjectConfig(BaseModel):
     )
 
 
-class SalesforceConfig(ConnectorConfig):
+class SalesforceConfig(SaaSConfig):
     instance_url: str = Field(description="My Domain URL, e.g. https://acme.my.salesforce.com.")
     login_url: str | None = Field(default=None, description="OAuth token host; default instance_url.")
     client_id: SecretStr = Field(description="Connected app consumer key (use ${ENV}).")
@@ -124,15 +125,6 @@ class SalesforceConfig(ConnectorConfig):
         default_factory=lambda: [ObjectConfig(name=n) for n in DEFAULT_OBJECTS],
         description="Objects to read; default Contact, Account and Opportunity.",
     )
-    poll_interval: float = Field(default=30.0, gt=0, description="Seconds between polls once caught up.")
-    request_timeout: float = Field(default=30.0, gt=0, description="Seconds one HTTP request may take.")
-    max_retries: int = Field(default=5, ge=0, description="Retries of a 429/5xx/timeout before giving up for now.")
-
-
-class _Throttled(Exception):
-    def __init__(self, wait: float) -> None:
-        super().__init__(f"retry after {wait:.0f}s")
-        self.wait = wait
 
 
 class _RecordingSession(requests.Session):
@@ -176,22 +168,20 @@ def _coerce(value: Any, avro: Any) -> Any:
 
 def build_value(record: Mapping[str, Any], fields: Mapping[str, str], schema: Mapping[str, Any]) -> dict[str, Any]:
     """Map a Salesforce record onto the schema's fields (nested records by dotted names)."""
-    types = {f["name"]: f["type"] for f in schema["fields"]}
-    nested: dict[str, dict[str, Any]] = {}
-    out: dict[str, Any] = {}
-    for target, source in fields.items():
-        raw = source[1:] if source.startswith("=") else _path(record, source)
-        if "." in target:
-            parent, child = target.split(".", 1)
-            nested.setdefault(parent, {})[child] = None if raw is None else str(raw)
-        else:
-            out[target] = _coerce(raw, types.get(target, "string"))
-    for parent, values in nested.items():
-        out[parent] = values if any(v is not None for v in values.values()) else None
-    missing = [f["name"] for f in schema["fields"] if "default" not in f and out.get(f["name"]) is None]
-    if missing:
-        raise ValueError(f"missing required fields {', '.join(missing)}")
-    return out
+    return map_fields(
+        fields, schema, lambda name: _path(record, name), _coerce, lambda raw: None if raw is None else str(raw)
+    )
+
+
+def resolve_object(spec: ObjectConfig) -> tuple[str, dict[str, Any], dict[str, str]]:
+    """Topic, schema and field table of an sObject: as configured, else the defaults of the standard objects."""
+    default = DEFAULT_OBJECTS.get(spec.name)
+    topic = spec.topic or (default[0] if default else None)
+    schema_name = spec.schema_name or (default[1] if default else None)
+    fields = spec.fields or (default[2] if default else None)
+    if topic is None or schema_name is None or fields is None:
+        raise ValueError(f"{spec.name} needs topic, schema_name and fields")
+    return topic, load_schema(schema_name), fields
 
 
 def _soql_datetime(value: str) -> str:
@@ -259,59 +249,33 @@ class SalesforceSource(PollingSource[SalesforceConfig]):
     def _call(self, request: Any) -> Any:
         """One API call: re-login once on an expired session, back off on 429/5xx/timeouts; when those persist,
         RetryableError hands the wait to the runner."""
-        try:
-            return self._attempt(request)
-        except _Throttled as exc:
-            cause = exc.__cause__
-            reason = f"HTTP {cause.status}" if isinstance(cause, SalesforceError) else type(cause or exc).__name__
-            raise RetryableError(
-                f"Salesforce unavailable after {self.config.max_retries + 1} attempts ({reason})"
-            ) from exc
-
-    def _attempt(self, request: Any) -> Any:
         relogged = False
-        for attempt in Retrying(
-            retry=retry_if_exception_type(_Throttled),
-            stop=stop_after_attempt(self.config.max_retries + 1),
-            wait=self._wait,
-            reraise=True,
-        ):
-            with attempt:
-                if self._sf is None:
-                    self._sf = self._login()
-                try:
-                    return request(self._sf)
-                except SalesforceExpiredSession as exc:
-                    if relogged:
-                        raise ConnectorError("Salesforce session expired again right after a new login") from exc
-                    relogged, self._sf = True, None
-                    log.warning("event=salesforce_session_expired source=%s", self.name)
-                    raise _Throttled(0) from exc
-                except SalesforceError as exc:
-                    if exc.status == 429 or exc.status >= 500:
-                        raise _Throttled(self._retry_after()) from exc
-                    raise ConnectorError(f"Salesforce refused the query ({exc.status})") from exc
-                except json.JSONDecodeError:
-                    raise
-                except requests.RequestException as exc:
-                    raise _Throttled(0) from exc
-        raise AssertionError("unreachable")
 
-    def _retry_after(self) -> float:
-        last = self._session.last
-        header = last.headers.get("Retry-After") if last is not None else None
-        try:
-            return float(header) if header else 0.0
-        except ValueError:
-            return 0.0
+        def attempt() -> Any:
+            nonlocal relogged
+            if self._sf is None:
+                self._sf = self._login()
+            try:
+                return request(self._sf)
+            except SalesforceExpiredSession as exc:
+                if relogged:
+                    raise ConnectorError("Salesforce session expired again right after a new login") from exc
+                relogged, self._sf = True, None
+                log.warning("event=salesforce_session_expired source=%s", self.name)
+                raise Throttled(0, f"HTTP {exc.status}") from exc
+            except SalesforceError as exc:
+                if exc.status == 429 or exc.status >= 500:
+                    last = self._session.last
+                    raise Throttled(
+                        retry_after(last.headers if last is not None else None), f"HTTP {exc.status}"
+                    ) from exc
+                raise ConnectorError(f"Salesforce refused the query ({exc.status})") from exc
+            except json.JSONDecodeError:
+                raise
+            except requests.RequestException as exc:
+                raise Throttled(0, type(exc).__name__) from exc
 
-    def _wait(self, state: Any) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        backoff: float = wait_exponential(multiplier=0.5, max=30)(state)
-        return max(
-            exc.wait if isinstance(exc, _Throttled) else 0.0,
-            backoff if not isinstance(exc, _Throttled) or exc.wait == 0 else 0.0,
-        )
+        return call_with_retries(attempt, "Salesforce", self.config.max_retries)
 
     def fetch(self, cursor: Cursor | None) -> SourceBatch:
         """One page per object: the cursor is committed page by page, and memory stays bounded by the page size."""
@@ -322,13 +286,10 @@ class SalesforceSource(PollingSource[SalesforceConfig]):
         return batch
 
     def _spec(self, spec: ObjectConfig) -> tuple[str, dict[str, Any], dict[str, str]]:
-        default = DEFAULT_OBJECTS.get(spec.name)
-        topic = spec.topic or (default[0] if default else None)
-        schema_name = spec.schema_name or (default[1] if default else None)
-        fields = spec.fields or (default[2] if default else None)
-        if topic is None or schema_name is None or fields is None:
-            raise ConnectorError(f"source {self.name}: object {spec.name} needs topic, schema_name and fields")
-        return topic, load_schema(schema_name), fields
+        try:
+            return resolve_object(spec)
+        except ValueError as exc:
+            raise ConnectorError(f"source {self.name}: object {exc}") from exc
 
     def soql(self, spec: ObjectConfig, position: Mapping[str, Any] | None) -> str:
         """The incremental query of an object after a cursor position (None: from the beginning)."""
@@ -397,12 +358,16 @@ class SalesforceSource(PollingSource[SalesforceConfig]):
         if record.get("IsDeleted"):
             batch.records.append(SourceRecord(topic, str(record_id), None, schema, where, raw))
             return
-        try:
-            value = build_value(record, fields, schema)
-        except (ValueError, TypeError) as exc:
-            batch.failures.append(SourceFailure(topic, raw, "MissingField", str(exc), where, str(record_id).encode()))
-            return
-        batch.records.append(SourceRecord(topic, str(record_id), value, schema, where, raw))
+        take_mapped(
+            batch.records,
+            batch.failures,
+            topic,
+            str(record_id),
+            schema,
+            where,
+            raw,
+            partial(build_value, record, fields, schema),
+        )
 
     def close(self) -> None:
         self._session.close()

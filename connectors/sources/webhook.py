@@ -26,6 +26,7 @@ import re
 import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import httpx
@@ -38,9 +39,9 @@ from pydantic import Field, SecretStr
 
 from connectors.base import ConnectorConfig, Emit, PushSource, SourceFailure, SourceRecord
 from connectors.kafka import ProduceError
+from connectors.record_mapping import take_mapped
 from connectors.registry import register
-from connectors.sources.salesforce import DEFAULT_OBJECTS, ObjectConfig, build_value
-from schemas.catalog import load_schema
+from connectors.sources.salesforce import DEFAULT_OBJECTS, ObjectConfig, build_value, resolve_object
 from schemas.client import registry_client
 from streams.settings import RegistrySettings
 
@@ -176,13 +177,10 @@ class WebhookSource(PushSource[WebhookConfig]):
 
     @staticmethod
     def _object(spec: ObjectConfig) -> tuple[str, dict[str, Any], dict[str, str]]:
-        default = DEFAULT_OBJECTS.get(spec.name)
-        topic = spec.topic or (default[0] if default else None)
-        schema_name = spec.schema_name or (default[1] if default else None)
-        fields = spec.fields or (default[2] if default else None)
-        if topic is None or schema_name is None or fields is None:
-            raise ValueError(f"salesforce_objects: {spec.name} needs topic, schema_name and fields")
-        return topic, load_schema(schema_name), fields
+        try:
+            return resolve_object(spec)
+        except ValueError as exc:
+            raise ValueError(f"salesforce_objects: {exc}") from exc
 
     def app(self, emit: Emit, registry: RegistrySettings) -> web.Application:
         """The aiohttp application (separate from `serve` so it can be mounted elsewhere)."""
@@ -271,12 +269,9 @@ class WebhookSource(PushSource[WebhookConfig]):
             if not record_id:
                 failures.append(SourceFailure(topic, raw, "MissingField", f"{kind} without Id", where))
                 continue
-            try:
-                value = build_value(values, fields, schema)
-            except (ValueError, TypeError) as exc:
-                failures.append(SourceFailure(topic, raw, "MissingField", str(exc), where, record_id.encode()))
-                continue
-            records.append(SourceRecord(topic, record_id, value, schema, where, raw))
+            take_mapped(
+                records, failures, topic, record_id, schema, where, raw, partial(build_value, values, fields, schema)
+            )
         return records, failures
 
     # HubSpot webhooks v3
