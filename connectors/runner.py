@@ -27,14 +27,13 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource
 
 from connectors.base import Connector, PollingSource, PushSource, Sink
 from connectors.offsets import OffsetStore
 from connectors.registry import UnknownConnectorError, lookup
 from connectors.sink_loop import SinkLoop
 from connectors.source_loop import AsyncEmitter, SourceLoop
-from streams.settings import HeadwaterSettings, RegistrySettings
+from streams.settings import HeadwaterSettings, RegistrySettings, settings_from_data
 
 log = logging.getLogger(__name__)
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -73,12 +72,6 @@ def _expand(text: str, path: Path) -> str:
     return _VARIABLE.sub(value, text)
 
 
-def _underscore(data: Any) -> Any:
-    if isinstance(data, dict):
-        return {str(key).replace(".", "_"): value for key, value in data.items()}
-    return data
-
-
 def _location(loc: Sequence[int | str]) -> str:
     text = ""
     for part in loc:
@@ -94,22 +87,8 @@ def _first_error(exc: ValidationError, prefix: str) -> str:
 
 
 def _settings(path: Path, data: dict[str, Any], overrides: dict[str, Any]) -> RunFile:
-    file_data = {key: _underscore(value) if key in ("kafka", "registry") else value for key, value in data.items()}
-
-    class FromFile(RunFile):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return init_settings, env_settings, file_secret_settings, InitSettingsSource(settings_cls, file_data)
-
     try:
-        return FromFile(**overrides)
+        return settings_from_data(RunFile, data, **overrides)
     except ValidationError as exc:
         raise ConfigError(f"{path}: {_first_error(exc, '')}") from exc
 

@@ -8,16 +8,13 @@ Precedence, per ARCHITECTURE.md: command-line flag (passed as keyword overrides)
 from __future__ import annotations
 
 import ssl
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
-from pydantic_settings import (
-    BaseSettings,
-    PydanticBaseSettingsSource,
-    SettingsConfigDict,
-    YamlConfigSettingsSource,
-)
+from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
@@ -114,17 +111,11 @@ def _underscore_keys(data: Any) -> Any:
     return data
 
 
-class _YamlSource(YamlConfigSettingsSource):
-    def __call__(self) -> dict[str, Any]:
-        normalised: dict[str, Any] = _underscore_keys(super().__call__())
-        return normalised
-
-
 class HeadwaterSettings(BaseSettings):
     """Connection settings for a Headwater process."""
 
     model_config = SettingsConfigDict(env_prefix="HEADWATER_", env_nested_delimiter="__", extra="forbid")
-    yaml_source: ClassVar[Path | None] = None
+    file_data: ClassVar[dict[str, Any] | None] = None
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
     registry: RegistrySettings = Field(default_factory=RegistrySettings)  # type: ignore[arg-type]
@@ -138,11 +129,23 @@ class HeadwaterSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_file = cls.yaml_source
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, file_secret_settings]
-        if yaml_file is not None:
-            sources.append(_YamlSource(settings_cls, yaml_file=yaml_file))
+        if cls.file_data is not None:
+            sources.append(InitSettingsSource(settings_cls, cls.file_data))
         return tuple(sources)
+
+
+SettingsT = TypeVar("SettingsT", bound=HeadwaterSettings)
+
+
+def settings_from_data(settings_cls: type[SettingsT], data: Mapping[str, Any], **init: Any) -> SettingsT:
+    """`settings_cls` from (highest first) `init` values, environment, `data` (a settings file already read), defaults.
+
+    Sections of `init` and of the environment are merged over `data` key by key, not replaced whole.
+    """
+    from_data = type(f"{settings_cls.__name__}FromData", (settings_cls,), {"file_data": _underscore_keys(dict(data))})
+    settings: SettingsT = from_data(**init)
+    return settings
 
 
 def load_settings(yaml_file: Path | None = None, **overrides: Any) -> HeadwaterSettings:
@@ -153,8 +156,8 @@ def load_settings(yaml_file: Path | None = None, **overrides: Any) -> HeadwaterS
     """
     if yaml_file is not None and not yaml_file.is_file():
         raise FileNotFoundError(f"settings file {yaml_file} does not exist")
-    settings_cls = type("HeadwaterSettingsFromFile", (HeadwaterSettings,), {"yaml_source": yaml_file})
-    base: HeadwaterSettings = settings_cls()
+    data = (yaml.safe_load(yaml_file.read_text(encoding="utf-8")) or {}) if yaml_file is not None else {}
+    base = settings_from_data(HeadwaterSettings, data)
     if not overrides:
         return base
     merged = base.model_dump(by_alias=False)
