@@ -12,10 +12,12 @@ import os
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streams.broker import EmbeddedBroker
@@ -45,17 +47,37 @@ def create_topic(bootstrap: str, name: str, partitions: int) -> None:
     admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name].result(30)
 
 
+def _produce(producer: Producer, topic: str, key: bytes | None, value: bytes | None, headers: Any = None) -> None:
+    """Produce one message, serving delivery reports while the local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, headers=headers)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
+def _consume(consumer: Consumer, count: int, each: Callable[[list[Message]], None]) -> float:
+    """Hand every batch to `each` until `count` good messages arrived; returns when the first batch came."""
+    seen = 0
+    began: float | None = None
+    while seen < count:
+        batch = consumer.consume(10_000, timeout=1.0)
+        if batch and began is None:
+            began = time.perf_counter()
+        good = [message for message in batch if not message.error()]
+        seen += len(good)
+        each(good)
+    assert began is not None
+    return began
+
+
 def produce(bootstrap: str, topic: str, count: int, size: int) -> Rate:
     producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_TUNING})
     payload = os.urandom(size // 2).hex().encode()[:size]
     began = time.perf_counter()
     for i in range(count):
-        while True:
-            try:
-                producer.produce(topic, key=str(i % 1000).encode(), value=payload)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        _produce(producer, topic, str(i % 1000).encode(), payload)
         producer.poll(0)
     remaining = producer.flush(120)
     elapsed = time.perf_counter() - began
@@ -78,14 +100,7 @@ def _consumer(bootstrap: str) -> Consumer:
 def consume(bootstrap: str, topic: str, count: int, size: int) -> Rate:
     consumer = _consumer(bootstrap)
     consumer.subscribe([topic])
-    seen = 0
-    began: float | None = None
-    while seen < count:
-        batch = consumer.consume(10_000, timeout=1.0)
-        if batch and began is None:
-            began = time.perf_counter()
-        seen += sum(1 for message in batch if not message.error())
-    assert began is not None
+    began = _consume(consumer, count, lambda batch: None)
     elapsed = time.perf_counter() - began
     consumer.close()
     return Rate("consume", count, elapsed, size)
@@ -95,27 +110,17 @@ def passthrough(bootstrap: str, source: str, sink: str, count: int, size: int) -
     consumer = _consumer(bootstrap)
     producer = Producer({"bootstrap.servers": bootstrap, **PRODUCER_TUNING})
     consumer.subscribe([source])
-    seen = 0
-    began: float | None = None
-    while seen < count:
-        batch = consumer.consume(10_000, timeout=1.0)
-        if batch and began is None:
-            began = time.perf_counter()
+
+    def forward(batch: list[Message]) -> None:
         for message in batch:
-            if message.error():
-                continue
-            while True:
-                try:
-                    producer.produce(sink, key=message.key(), value=message.value(), headers=message.headers())
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-            seen += 1
+            _produce(producer, sink, message.key(), message.value(), message.headers())
         producer.poll(0)
         if batch:
             consumer.commit(asynchronous=True)
+
+    began = _consume(consumer, count, forward)
     remaining = producer.flush(120)
-    assert began is not None and remaining == 0
+    assert remaining == 0
     elapsed = time.perf_counter() - began
     consumer.close()
     return Rate("passthrough", count, elapsed, size)
