@@ -18,7 +18,6 @@ sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != Pa
 
 import argparse
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -27,7 +26,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import duckdb
-import httpx
 import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -41,6 +39,7 @@ from connectors.sinks.postgres import PostgresConfig, PostgresSink
 from connectors.source_loop import SourceLoop
 from connectors.sources.sql import SqlConfig, SqlSource
 from schemas.client import registry_client
+from schemas.registry.process import RegistryProcess
 from schemas.serde import AvroDeserializer, AvroSerializer
 from streams.broker import EmbeddedBroker
 from streams.ports import free_port
@@ -68,26 +67,6 @@ def row(n: int) -> dict[str, Any]:
     value.update({f"s{k}": f"text-{k}-{n % 1000}" for k in range(6)})
     value["updated_at"] = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=n)
     return value
-
-
-def start_registry(bootstrap: str, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    headwater = str(Path(sys.executable).parent / "headwater")
-    process = subprocess.Popen(
-        [headwater, "registry", "serve", "--port", str(port), "--bootstrap", bootstrap],
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("registry did not become ready")
 
 
 def produce(bootstrap: str, registry: RegistrySettings, topic: str, records: int) -> None:
@@ -156,10 +135,11 @@ def main() -> None:
     work.chmod(0o755)
     broker = EmbeddedBroker(work / "kafka", port=free_port(), heap="1g")
     postgres = EmbeddedPostgres(work / "pg")
-    registry_process: subprocess.Popen[bytes] | None = None
+    registry_process: RegistryProcess | None = None
     try:
         bootstrap = broker.start().bootstrap or ""
-        registry_process, url = start_registry(bootstrap, work / "registry.log")
+        registry_process = RegistryProcess(bootstrap, work / "registry.log").start()
+        url = registry_process.url
         dsn = postgres.start()
         kafka = KafkaSettings.model_validate({"bootstrap.servers": bootstrap})
         registry = RegistrySettings(url=url)
@@ -261,8 +241,7 @@ def main() -> None:
         )
     finally:
         if registry_process is not None:
-            registry_process.terminate()
-            registry_process.wait(30)
+            registry_process.terminate(30)
         postgres.stop()
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)

@@ -18,9 +18,6 @@ import asyncio
 import json
 import multiprocessing
 import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -35,6 +32,7 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer as ConfluentDe
 from confluent_kafka.schema_registry.avro import AvroSerializer as ConfluentSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from schemas.registry.process import RegistryProcess
 from schemas.serde import AvroDeserializer, AvroSerializer
 from streams.broker import EmbeddedBroker
 from streams.ports import free_port
@@ -197,28 +195,6 @@ def bench_serde(url: str, count: int) -> dict[str, float]:
 # --- orchestration -------------------------------------------------------------------------------------------
 
 
-def start_registry(bootstrap: str, log_file: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    headwater = str(Path(sys.executable).parent / "headwater")
-    with log_file.open("ab") as log:
-        process = subprocess.Popen(
-            [headwater, "registry", "serve", "--port", str(port), "--bootstrap", bootstrap],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"registry did not become ready: {log_file.read_text()}")
-
-
 def schema_for(n: int) -> str:
     return json.dumps({"type": "record", "name": f"Bench{n}", "fields": [{"name": "f", "type": "long"}]})
 
@@ -240,12 +216,13 @@ def main() -> None:
         broker = EmbeddedBroker(Path(tmp) / "broker", port=free_port(), heap="512m")
         status = broker.start()
         assert status.bootstrap is not None
-        registry, url = start_registry(status.bootstrap, Path(tmp) / "registry.log")
         try:
-            run(url, args.seconds, args.records)
+            registry = RegistryProcess(status.bootstrap, Path(tmp) / "registry.log").start()
+            try:
+                run(registry.url, args.seconds, args.records)
+            finally:
+                registry.terminate(30)
         finally:
-            registry.send_signal(signal.SIGTERM)
-            registry.wait(30)
             broker.stop()
 
 

@@ -12,6 +12,7 @@ import httpx
 from confluent_kafka.schema_registry import Schema, SchemaReference
 
 from streams.ports import free_port
+from tests.connect_support import wait_for
 from tests.fixtures.registry import RegistryProcess, RegistryService
 
 
@@ -79,25 +80,18 @@ def roles(*processes: RegistryProcess) -> list[bool]:
     return [httpx.get(f"{p.url}/readyz").json().get("primary", False) for p in processes]
 
 
-def wait_for(condition: Any, what: str, timeout: float = 45) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.2)
-
-
 def test_second_process_forwards_writes_to_the_primary_and_takes_over(registry: RegistryService) -> None:
     one = registry.spawn()
     two = registry.spawn(one.topic)
     try:
-        wait_for(lambda: sorted(roles(one, two)) == [False, True], "exactly one primary")
+        wait_for(lambda: sorted(roles(one, two)) == [False, True], timeout=45, what="exactly one primary")
         primary, secondary = (one, two) if roles(one, two)[0] else (two, one)
         schema_id = secondary.client().register_schema("via-secondary", schema("Fw", "a"))
         assert primary.client().get_version("via-secondary", 1).schema_id == schema_id
         assert secondary.client().get_version("via-secondary", 1).schema_id == schema_id, "read your write"
 
         primary.kill()
-        wait_for(lambda: roles(secondary) == [True], "the secondary never became primary")
+        wait_for(lambda: roles(secondary) == [True], timeout=45, what="the secondary to become primary")
         assert secondary.client().register_schema("after-failover", schema("Af", "a")) == schema_id + 1
     finally:
         one.terminate()
