@@ -33,6 +33,7 @@ from connectors.offsets import OffsetStore
 from connectors.registry import UnknownConnectorError, lookup
 from connectors.sink_loop import SinkLoop
 from connectors.source_loop import AsyncEmitter, SourceLoop
+from streams.pipeline.web import StatusServer
 from streams.settings import HeadwaterSettings, RegistrySettings, settings_from_data
 
 log = logging.getLogger(__name__)
@@ -127,11 +128,28 @@ class Runner:
     """Runs the connectors of validated plans, each in its own thread (push sources share one event loop),
     until `stop` is set or one of them fails for good."""
 
-    def __init__(self, plans: Sequence[RunPlan]) -> None:
+    def __init__(self, plans: Sequence[RunPlan], status_port: int | None = None) -> None:
         self.plans = plans
         self.stop = threading.Event()
         self.failures: list[str] = []
+        self.status_port = status_port
+        self.status_started = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._connector_threads: list[threading.Thread] = []
+
+    def ready(self) -> bool:
+        """Every connector thread is running and none has failed."""
+        threads = self._connector_threads
+        return bool(threads) and not self.failures and all(thread.is_alive() for thread in threads)
+
+    async def _serve_status(self, port: int) -> None:
+        server = StatusServer(self.ready, port=port)
+        self.status_port = await server.start()
+        self.status_started.set()
+        try:
+            await asyncio.to_thread(self.stop.wait)
+        finally:
+            await server.stop()
 
     def _guard(self, name: str, target: Any, *args: Any) -> None:
         try:
@@ -141,10 +159,11 @@ class Runner:
             self.failures.append(f"{name}: {exc}")
             self.stop.set()
 
-    def _start(self, name: str, target: Any, *args: Any) -> None:
+    def _start(self, name: str, target: Any, *args: Any) -> threading.Thread:
         thread = threading.Thread(target=self._guard, args=(name, target, *args), name=f"connector-{name}")
         thread.start()
         self._threads.append(thread)
+        return thread
 
     def run(self) -> None:
         loops: list[SourceLoop | SinkLoop | AsyncEmitter | Connector[Any]] = []
@@ -158,11 +177,11 @@ class Runner:
                             connector, kafka=plan.settings.kafka, registry=plan.settings.registry, offsets=offsets
                         )
                         loops.append(source)
-                        self._start(connector.name, source.run, self.stop)
+                        self._connector_threads.append(self._start(connector.name, source.run, self.stop))
                     elif isinstance(connector, Sink):
                         sink = SinkLoop(connector, kafka=plan.settings.kafka, registry=plan.settings.registry)
                         loops.append(sink)
-                        self._start(connector.name, sink.run, self.stop)
+                        self._connector_threads.append(self._start(connector.name, sink.run, self.stop))
                     elif isinstance(connector, PushSource):
                         emitter = AsyncEmitter(
                             connector.name, kafka=plan.settings.kafka, registry=plan.settings.registry
@@ -171,7 +190,9 @@ class Runner:
                         loops.append(connector)
                         push.append((connector, emitter, plan.settings.registry))
             if push:
-                self._start("push-sources", asyncio.run, self._serve(push))
+                self._connector_threads.append(self._start("push-sources", asyncio.run, self._serve(push)))
+            if self.status_port is not None:
+                self._start("status", asyncio.run, self._serve_status(self.status_port))
             self.stop.wait()
         finally:
             self.stop.set()

@@ -13,6 +13,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
+from connectors import metrics
 from connectors.base import Rejected, RetryableError, Sink, SinkRecord
 from connectors.kafka import AckedProducer, ProduceError, dlq_topic
 from schemas.client import registry_client
@@ -159,7 +160,9 @@ class SinkLoop:
         rejected += self._write(records)
         if rejected:
             self._dead_letter(rejected)
-        self.written += len(records) - sum(1 for r in rejected if r.record.value is not None)
+        written = len(records) - sum(1 for r in rejected if r.record.value is not None)
+        self.written += written
+        metrics.RECORDS.labels(self.sink.name, "written").inc(written)
         self._commit(messages)
 
     def _log_retry(self, state: RetryCallState) -> None:
@@ -219,6 +222,7 @@ class SinkLoop:
             reraise=True,
         )(send_all)
         self.dead_lettered += len(rejected)
+        metrics.RECORDS.labels(self.sink.name, "dead_letter").inc(len(rejected))
         log.warning(
             "event=records_dead_lettered sink=%s count=%d first_reason=%s",
             self.sink.name,

@@ -15,6 +15,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Producer
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
+from connectors import metrics
 from connectors.base import Cursor, PollingSource, RetryableError, SourceBatch, SourceFailure, SourceRecord
 from connectors.kafka import AckedProducer, ProduceError, dlq_topic
 from connectors.offsets import OffsetStore
@@ -155,6 +156,8 @@ class SourceLoop:
         self._retrying(ProduceError)(self.offsets.commit, self.source.name, batch.cursor)
         self.produced += len(batch.records)
         self.dead_lettered += len(batch.failures)
+        metrics.RECORDS.labels(self.source.name, "produced").inc(len(batch.records))
+        metrics.RECORDS.labels(self.source.name, "dead_letter").inc(len(batch.failures))
         if batch.records or batch.failures:
             log.info(
                 "event=batch_delivered source=%s records=%d dead_letters=%d",
@@ -175,6 +178,7 @@ class AsyncEmitter:
     def __init__(
         self, connector: str, *, kafka: KafkaSettings, registry: RegistrySettings, ack_timeout_ms: int = 10_000
     ) -> None:
+        self.connector = connector
         self._encoder = RecordEncoder(connector, registry)
         self._producer = Producer(
             {
@@ -209,6 +213,8 @@ class AsyncEmitter:
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise ProduceError(f"{len(errors)} of {len(futures)} records not acknowledged: {errors[0]}")
+        metrics.RECORDS.labels(self.connector, "produced").inc(len(records))
+        metrics.RECORDS.labels(self.connector, "dead_letter").inc(len(failures))
 
     def close(self) -> None:
         self._running = False

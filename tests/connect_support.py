@@ -136,11 +136,11 @@ def write_config(path: Path, bootstrap: str, registry_url: str, connectors: list
     return path
 
 
-def start_connect(config: Path, log: Path) -> subprocess.Popen[bytes]:
-    """`headwater connect run CONFIG` as a real subprocess (the caller stops it)."""
+def start_connect(config: Path, log: Path, *options: str) -> subprocess.Popen[bytes]:
+    """`headwater connect run CONFIG [OPTIONS]` as a real subprocess (the caller stops it)."""
     handle = log.open("ab")
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "connect", "run", str(config)],
+        [sys.executable, "-m", "streams.cli", "connect", "run", str(config), *options],
         stdout=handle,
         stderr=subprocess.STDOUT,
         env={**os.environ},

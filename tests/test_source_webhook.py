@@ -301,7 +301,8 @@ async def test_served_by_connect_run(kafka: Any, registry: Any, tmp_path: Path) 
         registry.url,
         [{"name": f"wh-{topic}", "connector": "webhook", "config": {"port": port, "topics": [topic]}}],
     )
-    process = start_connect(config, tmp_path / "connect.log")
+    status_port = free_port()
+    process = start_connect(config, tmp_path / "connect.log", "--status-port", str(status_port))
     view = {"view_id": "v-9", "url": "/", "seconds": 3, "viewed_at": 1709287200000}
     try:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
@@ -317,6 +318,15 @@ async def test_served_by_connect_run(kafka: Any, registry: Any, tmp_path: Path) 
                     await asyncio.sleep(0.2)
             async with session.post(f"http://127.0.0.1:{port}/topics/{topic}.other", json=view) as r:
                 assert r.status == 403
+            status = f"http://127.0.0.1:{status_port}"
+            async with session.get(f"{status}/healthz") as r:
+                assert r.status == 200
+            async with session.get(f"{status}/readyz") as r:
+                assert r.status == 200 and (await r.json()) == {"ready": True}
+            async with session.get(f"{status}/metrics") as r:
+                metrics = await r.text()
+            produced = f'headwater_connector_records_total{{connector="wh-{topic}",outcome="produced"}} 1.0'
+            assert produced in metrics
     finally:
         process.send_signal(signal.SIGTERM)
         await asyncio.to_thread(process.wait, 30)

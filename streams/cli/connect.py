@@ -27,6 +27,9 @@ def run(
     configs: list[Path] = ConfigFiles,
     bootstrap_servers: str = typer.Option(None, "--bootstrap-servers", help="Kafka bootstrap servers (overrides)."),
     registry_url: str = typer.Option(None, "--registry-url", help="Schema registry URL (overrides)."),
+    status_port: int = typer.Option(
+        9465, "--status-port", help="Port of /metrics, /healthz, /readyz (0: any free port; a busy one falls back)."
+    ),
 ) -> None:
     """Run the connectors of CONFIG files until interrupted (SIGINT/SIGTERM stop them cleanly)."""
     overrides: dict[str, Any] = {}
@@ -42,7 +45,7 @@ def run(
     connector_log = logging.getLogger("connectors")
     if connector_log.getEffectiveLevel() > logging.INFO:
         connector_log.setLevel(logging.INFO)
-    runner = Runner(plans)
+    runner = Runner(plans, status_port=status_port)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: runner.stop.set())
     names = ", ".join(c.name for plan in plans for c in plan.connectors)
