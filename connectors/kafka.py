@@ -37,7 +37,7 @@ class AckedProducer:
 
     def __init__(self, kafka: KafkaSettings, delivery_timeout_ms: int = 30_000, **extra: Any) -> None:
         config = {
-            **kafka.confluent(),
+            **kafka.confluent_producer(),
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 20,

@@ -182,7 +182,7 @@ class AsyncEmitter:
         self._encoder = RecordEncoder(connector, registry)
         self._producer = Producer(
             {
-                **kafka.confluent(),
+                **kafka.confluent_producer(),
                 "enable.idempotence": True,
                 "acks": "all",
                 "linger.ms": 5,

@@ -37,7 +37,7 @@ def produce_sample(
     serializers: dict[str, AvroSerializer] = {}
     for topic, name in (schemas or RAW_SCHEMAS).items():
         serializers[topic] = AvroSerializer(registry, f"{topic}-value", catalog.load_schema(name))
-    producer = Producer({**kafka.confluent(), "linger.ms": 10, "batch.size": 1_000_000, "acks": "all",
+    producer = Producer({**kafka.confluent_producer(), "linger.ms": 10, "batch.size": 1_000_000, "acks": "all",
                          "queue.buffering.max.messages": 1_000_000})
     counts: Counter[str] = Counter()
     started = time.monotonic()

@@ -53,6 +53,14 @@ class KafkaSettings(BaseModel):
         config.update({key: str(value) for key, value in optional.items() if value is not None})
         return config
 
+    def confluent_producer(self) -> dict[str, Any]:
+        """Properties for confluent-kafka producers: `confluent()` plus the Java client's key hashing.
+
+        librdkafka's default partitioner (CRC32) places a key elsewhere than the Java client and aiokafka/Faust
+        (murmur2) do; murmur2_random keeps one entity's records in one partition whichever client wrote them.
+        """
+        return {**self.confluent(), "partitioner": "murmur2_random"}
+
     def ssl_context(self) -> ssl.SSLContext | None:
         if "SSL" not in self.security_protocol:
             return None

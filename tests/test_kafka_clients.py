@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from streams.ports import free_port
+from streams.settings import KafkaSettings
 from tests.fixtures.kafka import KafkaService
 
 
@@ -164,3 +165,28 @@ def test_committed_offsets_are_kept_by_the_broker(kafka: KafkaService) -> None:
     finally:
         consumer.close()
     assert committed[0].offset == 4
+
+
+async def test_every_producer_headwater_uses_puts_a_key_in_the_same_partition(kafka: KafkaService) -> None:
+    topic = kafka.create_topic(partitions=6)
+    keys = [f"0065e00000{i:05d}".encode() for i in range(300)]
+    settings = KafkaSettings.model_validate({"bootstrap.servers": kafka.bootstrap})
+    producer = Producer(settings.confluent_producer())
+    placed_by_librdkafka: dict[bytes, int] = {}
+
+    def record(error: object, message: object) -> None:
+        assert error is None
+        placed_by_librdkafka[message.key()] = message.partition()  # type: ignore[attr-defined]
+
+    for key in keys:
+        producer.produce(topic, key=key, value=b"x", on_delivery=record)
+    assert producer.flush(30) == 0
+
+    aio = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+    await aio.start()
+    try:
+        placed_by_aiokafka = {key: (await (await aio.send(topic, key=key, value=b"x"))).partition for key in keys}
+    finally:
+        await aio.stop()
+    assert placed_by_librdkafka == placed_by_aiokafka
+    assert len(set(placed_by_aiokafka.values())) == 6

@@ -62,7 +62,7 @@ class PipelineWorker:
         self._engine, limits = prepared.engine, prepared.max_bytes
         common = self.settings.kafka.confluent()
         self._producer = Producer({
-            **common,
+            **self.settings.kafka.confluent_producer(),
             "acks": "all",
             "enable.idempotence": True,
             "linger.ms": 5,
