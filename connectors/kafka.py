@@ -79,3 +79,5 @@ class AckedProducer:
 
     def close(self) -> None:
         self._producer.flush(5)
+        # Closed now rather than when collected, so it never reconnects (and logs) after its broker stopped.
+        self._producer.close()

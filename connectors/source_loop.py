@@ -220,6 +220,7 @@ class AsyncEmitter:
         self._running = False
         self._poller.join(timeout=5)
         self._producer.flush(5)
+        self._producer.close()
 
 
 def _settle(future: asyncio.Future[None], error: KafkaError | None) -> None:

@@ -62,6 +62,7 @@ def produce_sample(
             producer.poll(0)
             progress(sent)
     remaining = producer.flush(60)
+    producer.close()
     if remaining:
         raise RuntimeError(f"{remaining} sample records were not acknowledged by the broker within 60s")
     return counts
