@@ -4,25 +4,22 @@ with progress, a summary, and everything it started stopped on the way out (Ctrl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import statistics
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from schemas.client import registry_client
 from schemas.publish import register_all
+from schemas.registry.process import RegistryProcess
 from streams.broker import EmbeddedBroker
 from streams.pipeline.batches import WorkerOptions, WorkerStats
 from streams.pipeline.config import PipelineConfig, load_pipeline
@@ -49,42 +46,6 @@ class UpOptions:
     warehouse: bool = True
     timeout: float = 600.0
     runtime: RuntimeName = "faust"
-
-
-class RegistrySubprocess:
-    """Engineer A's registry server, run as `headwater registry serve` in a child process."""
-
-    def __init__(self, bootstrap: str, log_file: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.bootstrap = bootstrap
-        self.log_file = log_file
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> None:
-        command = [sys.executable, "-c", "from streams.cli import main; main()", "registry", "serve",
-                   "--port", str(self.port), "--bootstrap", self.bootstrap]
-        self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_file.open("ab") as output:
-            self.process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the registry exited with {self.process.returncode}; see {self.log_file}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            time.sleep(0.2)
-        raise RuntimeError(f"the registry did not get ready within {timeout:.0f}s; see {self.log_file}")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
 
 
 def register_schemas(settings: HeadwaterSettings) -> int:
@@ -151,12 +112,13 @@ def print_summary(console: Console, summary: Summary) -> None:
         console.print(result)
 
 
+# (title, table it reads, query); a query whose table got no rows (tiny samples) is skipped.
 WAREHOUSE_QUERIES = [
-    ("Contacts by country (DuckDB)",
+    ("Contacts by country (DuckDB)", "crm_contacts_enriched",
      "SELECT country_code, count(*) AS contacts, round(avg(sentiment), 3) AS avg_sentiment, "
      "count(*) FILTER (WHERE quality = 'WARN') AS with_warnings FROM crm_contacts_enriched "
      "GROUP BY 1 ORDER BY 2 DESC LIMIT 8"),
-    ("Orders by currency (DuckDB)",
+    ("Orders by currency (DuckDB)", "erp_orders_enriched",
      "SELECT currency, count(*) AS orders, sum(amount_minor) AS total_minor_units, "
      "mode(language) AS top_note_language FROM erp_orders_enriched GROUP BY 1 ORDER BY 2 DESC"),
 ]
@@ -171,7 +133,10 @@ def load_warehouse(database: Path, topics: list[str], settings: HeadwaterSetting
     counts = load_until_caught_up(database, topics, kafka=settings.kafka, registry=settings.registry, stop=stop)
     queries: list[tuple[str, list[str], list[tuple[object, ...]]]] = []
     with duckdb.connect(str(database), read_only=True) as connection:
-        for title, sql in WAREHOUSE_QUERIES:
+        tables = {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        for title, table, sql in WAREHOUSE_QUERIES:
+            if table not in tables:
+                continue
             cursor = connection.execute(sql)
             queries.append((title, [column[0] for column in cursor.description], cursor.fetchall()))
     return counts, queries
@@ -252,14 +217,14 @@ def up(options: UpOptions, console: Console) -> Summary:
     configs = [load_pipeline(path) for path in options.pipelines]
     data_dir = options.data_dir.resolve()
     broker = EmbeddedBroker(data_dir / "broker", port=free_port())
-    registry: RegistrySubprocess | None = None
+    registry: RegistryProcess | None = None
     stop_loading = threading.Event()
     try:
         with console.status("starting the embedded Kafka broker"):
             status = broker.start()
         assert status.bootstrap is not None
         console.print(f"broker on {status.bootstrap} (data in {data_dir})")
-        registry = RegistrySubprocess(status.bootstrap, data_dir / "registry.log")
+        registry = RegistryProcess(status.bootstrap, data_dir / "registry.log")
         with console.status("starting the schema registry"):
             registry.start()
         settings = load_settings(kafka={"bootstrap.servers": status.bootstrap}, registry={"url": registry.url})
@@ -276,6 +241,6 @@ def up(options: UpOptions, console: Console) -> Summary:
         return summary
     finally:
         stop_loading.set()
-        if registry is not None:
-            registry.stop()
+        if registry is not None and registry.process is not None:
+            registry.terminate()
         broker.stop()

@@ -54,14 +54,16 @@ class RegistryProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"registry exited with {self.process.returncode}: {self.logs()}")
+                raise RuntimeError(
+                    f"the registry exited with {self.process.returncode}{self._last_line()}; see {self.log_file}"
+                )
             try:
                 if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        raise TimeoutError(f"registry on {self.url} not ready after {timeout}s: {self.logs()}")
+        raise TimeoutError(f"the registry on {self.url} was not ready within {timeout:.0f}s; see {self.log_file}")
 
     def terminate(self, timeout: float = 20) -> int:
         """SIGTERM and wait (SIGKILL after `timeout` seconds); returns the exit code."""
@@ -80,6 +82,10 @@ class RegistryProcess:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
+
+    def _last_line(self) -> str:
+        lines = self.logs().strip().splitlines()
+        return f" ({lines[-1].strip()})" if lines else ""
 
     def logs(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""

@@ -134,6 +134,10 @@ def up_command(
     except PipelineConfigError as exc:
         err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from exc
+    except (RuntimeError, TimeoutError) as exc:
+        # The broker, registry or a pipeline could not start (BrokerError is a RuntimeError): one line, not a trace.
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from exc
 
 
 def register(app: typer.Typer) -> None:
