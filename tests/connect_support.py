@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import yaml
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
@@ -36,12 +36,15 @@ def wait_for(condition: Callable[[], T], timeout: float = 60.0, what: str = "con
         time.sleep(0.1)
 
 
+class Runnable(Protocol):
+    def run(self, stop: threading.Event) -> None: ...
+
+    def close(self) -> None: ...
+
+
 @contextmanager
-def running_source(source: Any, kafka: Any, registry: Any) -> Iterator[threading.Event]:
-    """The source's loop (with the real offsets store) in a thread; yields the event that stops it."""
-    settings = KafkaSettings.model_validate({"bootstrap.servers": kafka.bootstrap})
-    registry_settings = RegistrySettings.model_validate({"url": registry.url})
-    loop = SourceLoop(source, kafka=settings, registry=registry_settings, offsets=OffsetStore(settings))
+def running(loop: Runnable, join_timeout: float = 30) -> Iterator[threading.Event]:
+    """A source or sink loop's `run` in a thread; yields the event that stops it, then joins and closes it."""
     stop = threading.Event()
     worker = threading.Thread(target=loop.run, args=(stop,))
     worker.start()
@@ -49,9 +52,18 @@ def running_source(source: Any, kafka: Any, registry: Any) -> Iterator[threading
         yield stop
     finally:
         stop.set()
-        worker.join(30)
+        worker.join(join_timeout)
         loop.close()
     assert not worker.is_alive()
+
+
+@contextmanager
+def running_source(source: Any, kafka: Any, registry: Any) -> Iterator[threading.Event]:
+    """The source's loop (with the real offsets store) in a thread; yields the event that stops it."""
+    settings = KafkaSettings.model_validate({"bootstrap.servers": kafka.bootstrap})
+    registry_settings = RegistrySettings.model_validate({"url": registry.url})
+    with running(SourceLoop(source, kafka=settings, registry=registry_settings, offsets=OffsetStore(settings))) as stop:
+        yield stop
 
 
 def produce(

@@ -4,7 +4,6 @@ evolution, type conflicts, an outage, and a SIGKILL mid-run."""
 from __future__ import annotations
 
 import signal
-import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from tests.connect_support import (
     produce,
     produce_raw,
     read_topic,
+    running,
     start_connect,
     wait_for,
     write_config,
@@ -157,19 +157,12 @@ def test_warehouse_down_is_retried_without_committing_then_resumes(
     group = f"g-{uuid.uuid4().hex}"
     produce(kafka.bootstrap, registry, topic, V1, [(k, customer(k, k.upper(), 1)) for k in "abc"])
     loop = sink_loop(kafka, registry, dsn, topic, group)
-    stop = threading.Event()
-    worker = threading.Thread(target=loop.run, args=(stop,))
-    worker.start()
-    try:
+    with running(loop, join_timeout=60):
         wait_for(lambda: loop._consumer.assignment(), what="partition assignment")
         assert committed_offset(kafka.bootstrap, group, topic) < 0
         server.start()
         wait_for(lambda: committed_offset(kafka.bootstrap, group, topic) == 3, what="commit after recovery")
         assert rows(dsn, topic.replace(".", "_")) == [("a", "A", 1), ("b", "B", 1), ("c", "C", 1)]
-    finally:
-        stop.set()
-        worker.join(60)
-        loop.close()
 
 
 def test_sink_killed_mid_run_ends_with_one_row_per_key_and_latest_values(

@@ -4,7 +4,6 @@ first offset; flush by size and by time; a replay overwrites the same objects.""
 from __future__ import annotations
 
 import io
-import threading
 import uuid
 from typing import Any
 
@@ -15,7 +14,7 @@ from connectors.sink_loop import SinkLoop
 from connectors.sinks.s3 import S3Config, S3Sink
 from schemas.serde import AvroSerializer
 from streams.settings import KafkaSettings, RegistrySettings
-from tests.connect_support import committed_offset, wait_for
+from tests.connect_support import committed_offset, running, wait_for
 
 SCHEMA = {
     "type": "record",
@@ -52,15 +51,8 @@ def run_sink(kafka: Any, registry: Any, config: dict[str, Any], group: str, unti
         registry=RegistrySettings(url=registry.url),
         group_id=group,
     )
-    stop = threading.Event()
-    worker = threading.Thread(target=loop.run, args=(stop,))
-    worker.start()
-    try:
+    with running(loop):
         wait_for(until, timeout=60, what="the sink to commit")
-    finally:
-        stop.set()
-        worker.join(30)
-        loop.close()
 
 
 def test_parquet_objects_by_hour_and_first_offset_and_replay_overwrites(kafka: Any, registry: Any, s3: Any) -> None:
@@ -117,16 +109,9 @@ def test_unreachable_s3_commits_nothing(kafka: Any, registry: Any, s3: Any) -> N
         registry=RegistrySettings(url=registry.url),
         group_id=group,
     )
-    stop = threading.Event()
-    worker = threading.Thread(target=loop.run, args=(stop,))
-    worker.start()
-    try:
+    with running(loop):
         wait_for(lambda: loop._consumer.assignment(), what="assignment")
         wait_for(lambda: sink._appended, what="the record buffered")
         assert committed_offset(kafka.bootstrap, group, topic) < 0
         s3.client().create_bucket(Bucket="no-such-bucket-here")
         wait_for(lambda: committed_offset(kafka.bootstrap, group, topic) == 1, what="commit once the bucket exists")
-    finally:
-        stop.set()
-        worker.join(30)
-        loop.close()

@@ -4,18 +4,23 @@ one timestamp, a SIGKILL mid-run without gaps, lineage headers."""
 from __future__ import annotations
 
 import signal
-import threading
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
-from connectors.offsets import OffsetStore
-from connectors.source_loop import SourceLoop
 from connectors.sources.sql import SqlConfig, SqlSource
 from streams.envelope import SOURCE, TRACE_ID
-from streams.settings import KafkaSettings, RegistrySettings
-from tests.connect_support import decode_all, end_offset, header, read_topic, start_connect, wait_for, write_config
+from tests.connect_support import (
+    decode_all,
+    end_offset,
+    header,
+    read_topic,
+    running_source,
+    start_connect,
+    wait_for,
+    write_config,
+)
 
 ORDERS = """
 CREATE TABLE orders (
@@ -59,24 +64,13 @@ def test_reads_incrementally_with_ties_and_lineage(kafka: Any, registry: Any, po
     fill(dsn, 25, same_time=True)
     topic = kafka.create_topic()
     source = SqlSource("erp-orders", SqlConfig.model_validate(sql_config(dsn, topic, batch_size=7)))
-    kafka_settings = KafkaSettings.model_validate({"bootstrap.servers": kafka.bootstrap})
-    loop = SourceLoop(
-        source, kafka=kafka_settings, registry=RegistrySettings(url=registry.url), offsets=OffsetStore(kafka_settings)
-    )
-    stop = threading.Event()
-    worker = threading.Thread(target=loop.run, args=(stop,))
-    worker.start()
-    try:
+    with running_source(source, kafka, registry):
         wait_for(lambda: end_offset(kafka.bootstrap, topic) >= 25, what="the first 25 rows")
         with psycopg.connect(dsn) as conn:
             conn.execute(
                 "UPDATE orders SET note = 'changed', updated_at = '2024-02-01Z' WHERE order_number = 'SO-000003'"
             )
         wait_for(lambda: end_offset(kafka.bootstrap, topic) >= 26, what="the updated row")
-    finally:
-        stop.set()
-        worker.join(30)
-        loop.close()
     messages = read_topic(kafka.bootstrap, topic, 26)
     records = decode_all(registry, messages)
     assert sorted(key for key, _ in records[:25]) == [f"SO-{i:06d}" for i in range(25)]
