@@ -33,8 +33,8 @@ from connectors.offsets import OffsetStore
 from connectors.registry import UnknownConnectorError, lookup
 from connectors.sink_loop import SinkLoop
 from connectors.source_loop import AsyncEmitter, SourceLoop
-from streams.pipeline.web import StatusServer
 from streams.settings import HeadwaterSettings, RegistrySettings, settings_from_data
+from streams.status import StatusServer
 
 log = logging.getLogger(__name__)
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -17,9 +17,9 @@ from schemas.serde import header
 from streams.pipeline.batches import RunningPipeline, WorkerOptions
 from streams.pipeline.config import load_pipeline
 from streams.pipeline.runner import RUNTIMES, Runtime, RuntimeName, build_runtime
-from streams.pipeline.web import StatusServer
 from streams.ports import free_port
 from streams.settings import load_settings
+from streams.status import StatusServer
 from tests import pipeline_hooks  # noqa: F401  (registers the `flaky` provider)
 from tests.fixtures.kafka import KafkaService
 from tests.fixtures.registry import RegistryService

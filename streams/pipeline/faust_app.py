@@ -31,8 +31,9 @@ from faust.streams import Stream
 from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
 
+from streams import status as endpoints
 from streams.envelope import HeaderList
-from streams.pipeline import batches, kafka_io, metrics, web
+from streams.pipeline import batches, kafka_io, metrics
 from streams.pipeline.batches import WorkerOptions, WorkerStats
 from streams.pipeline.config import PipelineConfig
 from streams.pipeline.engine import PipelineEngine
@@ -200,16 +201,16 @@ class _EmbeddedWorker(faust.Worker):
 def _status_pages(app: faust.App, ready: Callable[[], bool]) -> None:
     @app.page("/metrics")
     async def metrics_page(view: View, request: Request) -> Response:
-        body, content_type = web.metrics_body()
+        body, content_type = endpoints.metrics_body()
         return view.bytes(body, headers={"Content-Type": content_type})  # aiohttp refuses a charset in content_type
 
     @app.page("/healthz")
     async def healthz_page(view: View, request: Request) -> Response:
-        return view.json(web.HEALTHY)
+        return view.json(endpoints.HEALTHY)
 
     @app.page("/readyz")
     async def readyz_page(view: View, request: Request) -> Response:
-        answer, status = web.readiness(ready())
+        answer, status = endpoints.readiness(ready())
         return view.json(answer, status=status)
 
 
@@ -235,7 +236,7 @@ class FaustRuntime:
         """Broker and registry (with backoff) before any Faust service starts; /healthz answers meanwhile."""
         halt = threading.Event()
         relay = asyncio.create_task(_set_when(stop, halt))
-        interim = web.StatusServer(lambda: False, STATUS_HOST, self.status_port) \
+        interim = endpoints.StatusServer(lambda: False, STATUS_HOST, self.status_port) \
             if self.status_port is not None else None
         if interim is not None:
             self.status_port = await interim.start()
@@ -268,7 +269,7 @@ class FaustRuntime:
         return [pipeline.stats for pipeline in self.pipelines]
 
     async def _serve(self, prepared: list[batches.Prepared], datadir: Path, stop: asyncio.Event) -> None:
-        web_port = web.usable_port(STATUS_HOST, self.status_port) if self.status_port is not None else None
+        web_port = endpoints.usable_port(STATUS_HOST, self.status_port) if self.status_port is not None else None
         apps = [
             pipeline.build(ready, datadir, stop, web_port if index == 0 else None)
             for index, (pipeline, ready) in enumerate(zip(self.pipelines, prepared, strict=True))

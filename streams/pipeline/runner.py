@@ -18,9 +18,9 @@ from typing import Literal, Protocol
 from streams.pipeline.batches import RunningPipeline, WorkerOptions, WorkerStats
 from streams.pipeline.config import PipelineConfig
 from streams.pipeline.faust_app import FaustRuntime
-from streams.pipeline.web import StatusServer
 from streams.pipeline.worker import PipelineWorker
 from streams.settings import HeadwaterSettings
+from streams.status import StatusServer
 
 log = logging.getLogger(__name__)
 RuntimeName = Literal["faust", "direct"]

@@ -1,7 +1,8 @@
-"""Per-process HTTP endpoints: `/metrics` (Prometheus), `/healthz` (alive), `/readyz` (connected and assigned).
+"""Per-process HTTP endpoints of every long-running Headwater process: `/metrics` (Prometheus), `/healthz` (alive),
+`/readyz` (connected and assigned).
 
-The answers are built here once; `StatusServer` serves them for the direct runtime, Faust's web server
-(`app.page`) for the Faust runtime.
+The answers are built here once; `StatusServer` serves them for the direct pipeline runtime and
+`headwater connect run`, Faust's web server (`app.page`) for the Faust runtime.
 """
 
 from __future__ import annotations
