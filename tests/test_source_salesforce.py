@@ -219,11 +219,13 @@ def test_restart_mid_run_resumes_from_the_committed_cursor(httpserver: HTTPServe
     assert end_offset(kafka.bootstrap, topic) == 8
 
     fake.hold_page = None
+    queries_before_restart = len(fake.soql)
     with running_source(make_source(fake, topic), kafka, registry):
         wait_for(lambda: end_offset(kafka.bootstrap, topic) >= 20, what="the rest after the restart")
     keys = [m.key() for m in read_topic(kafka.bootstrap, topic, 20)]
     assert keys == [f"0030000000000{i:02d}AAA".encode() for i in range(20)], "no gap and no duplicate"
-    resumed = fake.soql[-1]
+    # The restarted source's first query starts after the last committed record; later polls move on from there.
+    resumed = fake.soql[queries_before_restart]
     assert "Id > '003000000000007AAA'" in resumed, resumed
 
 
