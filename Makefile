@@ -19,7 +19,7 @@ demo: setup
 	$(BIN)/headwater up
 
 lint: setup
-	$(BIN)/ruff check streams schemas quality connectors tests bench
+	$(BIN)/ruff check headwater streams schemas quality connectors tests bench
 	$(BIN)/mypy
 
 test: lint

@@ -38,12 +38,12 @@ from connectors.sinks.duckdb import DuckDBConfig, DuckDBSink
 from connectors.sinks.postgres import PostgresConfig, PostgresSink
 from connectors.source_loop import SourceLoop
 from connectors.sources.sql import SqlConfig, SqlSource
+from headwater.ports import free_port
+from headwater.settings import KafkaSettings, RegistrySettings
 from schemas.client import registry_client
 from schemas.registry.process import RegistryProcess
 from schemas.serde import AvroDeserializer, AvroSerializer
 from streams.broker import EmbeddedBroker
-from streams.ports import free_port
-from streams.settings import KafkaSettings, RegistrySettings
 
 COLUMNS = 20
 SCHEMA: dict[str, Any] = {

@@ -21,8 +21,8 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
+from headwater.ports import free_port
 from streams.broker import EmbeddedBroker
-from streams.ports import free_port
 
 HERE = Path(__file__).resolve().parent
 

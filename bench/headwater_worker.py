@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 from typing import cast
 
-from streams.pipeline.batches import WorkerOptions
-from streams.pipeline.config import load_pipeline
-from streams.pipeline.engine import StageSwitches
-from streams.pipeline.runner import RuntimeName, build_runtime
-from streams.settings import load_settings
+from headwater.settings import load_settings
+from streams.runtime.batches import WorkerOptions
+from streams.runtime.config import load_pipeline
+from streams.runtime.engine import StageSwitches
+from streams.runtime.runner import RuntimeName, build_runtime
 
 
 async def main() -> None:

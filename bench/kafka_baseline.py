@@ -20,8 +20,8 @@ from typing import Any
 from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from headwater.ports import free_port
 from streams.broker import EmbeddedBroker
-from streams.ports import free_port
 
 PRODUCER_TUNING = {"linger.ms": 20, "batch.size": 1_000_000, "compression.type": "lz4", "acks": "all"}
 

@@ -30,16 +30,16 @@ from typing import Any
 import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from headwater.kafka.cluster import ensure_topics, wait_for_broker
+from headwater.ports import free_port
+from headwater.settings import HeadwaterSettings, load_settings
 from schemas import catalog
 from schemas.client import registry_client
 from schemas.serde import AvroSerializer
 from streams.broker import EmbeddedBroker
-from streams.pipeline.config import PipelineConfig, load_pipeline
-from streams.pipeline.engine import StageSwitches
-from streams.pipeline.kafka_io import ensure_topics, wait_for_broker
-from streams.ports import free_port
+from streams.runtime.config import PipelineConfig, load_pipeline
+from streams.runtime.engine import StageSwitches
 from streams.sample import NOTES, order
-from streams.settings import HeadwaterSettings, load_settings
 from streams.up import RegistrySubprocess
 
 ROOT = Path(__file__).resolve().parent.parent

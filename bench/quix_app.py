@@ -18,12 +18,12 @@ from typing import Any
 
 from quixstreams import Application, message_context
 
+from headwater.settings import RegistrySettings
 from schemas.client import registry_client
 from streams.enrich.base import Enriched
-from streams.pipeline.config import load_pipeline
-from streams.pipeline.engine import PipelineEngine, StageSwitches
-from streams.pipeline.records import InMessage
-from streams.settings import RegistrySettings
+from streams.runtime.config import load_pipeline
+from streams.runtime.engine import PipelineEngine, StageSwitches
+from streams.runtime.records import InMessage
 
 
 def main() -> None:

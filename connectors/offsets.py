@@ -11,13 +11,13 @@ import logging
 import uuid
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka import OFFSET_BEGINNING, KafkaException, TopicPartition
 from confluent_kafka.cimpl import NewTopic
 
 from connectors.base import Cursor
-from connectors.kafka import AckedProducer
-from streams.settings import KafkaSettings
+from headwater.kafka import clients
+from headwater.kafka.producer import AckedProducer
+from headwater.settings import KafkaSettings
 
 OFFSETS_TOPIC = "_headwater.connect-offsets"
 log = logging.getLogger(__name__)
@@ -30,7 +30,7 @@ class OffsetStore:
         self._producer: AckedProducer | None = None
 
     def ensure_topic(self) -> None:
-        admin = AdminClient(self.kafka.confluent())
+        admin = clients.admin(self.kafka)
         if self.topic in admin.list_topics(timeout=30).topics:
             return
         spec = NewTopic(self.topic, num_partitions=1, replication_factor=1, config={"cleanup.policy": "compact"})
@@ -43,13 +43,7 @@ class OffsetStore:
     def load(self, name: str) -> Cursor | None:
         """The last cursor committed under `name` (reads the topic up to its end), or None."""
         self.ensure_topic()
-        consumer = Consumer(
-            {
-                **self.kafka.confluent(),
-                "group.id": f"headwater-offsets-reader-{uuid.uuid4().hex}",
-                "enable.auto.commit": False,
-            }
-        )
+        consumer = clients.consumer(self.kafka, f"headwater-offsets-reader-{uuid.uuid4().hex}")
         try:
             metadata = consumer.list_topics(self.topic, timeout=30)
             partitions = list(metadata.topics[self.topic].partitions)

@@ -29,12 +29,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connectors.base import Connector, PollingSource, PushSource, Sink
+from connectors.connector_index import UnknownConnectorError, lookup
 from connectors.offsets import OffsetStore
-from connectors.registry import UnknownConnectorError, lookup
 from connectors.sink_loop import SinkLoop
 from connectors.source_loop import AsyncEmitter, SourceLoop
-from streams.settings import HeadwaterSettings, RegistrySettings, settings_from_data
-from streams.status import StatusServer
+from headwater.settings import HeadwaterSettings, RegistrySettings, settings_from_data
+from headwater.status import StatusServer
 
 log = logging.getLogger(__name__)
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -10,16 +10,17 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import KafkaException, Message, TopicPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from connectors import metrics
 from connectors.base import Rejected, RetryableError, Sink, SinkRecord
-from connectors.kafka import AckedProducer, ProduceError, dlq_topic
+from headwater.envelope import HeaderList, dead_letter_headers
+from headwater.kafka import clients
+from headwater.kafka.producer import AckedProducer, ProduceError, dlq_topic
+from headwater.settings import KafkaSettings, RegistrySettings
 from schemas.client import registry_client
 from schemas.serde import AvroDeserializer, SerdeError
-from streams.envelope import HeaderList, dead_letter_headers
-from streams.settings import KafkaSettings, RegistrySettings
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +65,14 @@ class SinkLoop:
         self.sink = sink
         topics: list[str] = list(getattr(sink.config, "topics", []))
         self.topics = topics
-        self._consumer = Consumer(
-            {
-                **kafka.confluent(),
-                "group.id": group_id or f"headwater-connect-{sink.name}",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
+        self._consumer = clients.consumer(
+            kafka,
+            group_id or f"headwater-connect-{sink.name}",
+            **{
                 "max.poll.interval.ms": 600_000,
                 "fetch.max.bytes": 64 * 1024 * 1024,
                 "queued.max.messages.kbytes": 262_144,
-            }
+            },
         )
         self._client = registry_client(registry)
         self._deserializer = AvroDeserializer(self._client)

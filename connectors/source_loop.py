@@ -12,18 +12,19 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from connectors import metrics
 from connectors.base import Cursor, PollingSource, RetryableError, SourceBatch, SourceFailure, SourceRecord
-from connectors.kafka import AckedProducer, ProduceError, dlq_topic
 from connectors.offsets import OffsetStore
+from headwater import envelope
+from headwater.envelope import HeaderList
+from headwater.kafka import clients
+from headwater.kafka.producer import AckedProducer, ProduceError, dlq_topic
+from headwater.settings import KafkaSettings, RegistrySettings
 from schemas.client import registry_client
 from schemas.serde import AvroSerializer, SerdeError
-from streams import envelope
-from streams.envelope import HeaderList
-from streams.settings import KafkaSettings, RegistrySettings
 
 log = logging.getLogger(__name__)
 
@@ -180,15 +181,7 @@ class AsyncEmitter:
     ) -> None:
         self.connector = connector
         self._encoder = RecordEncoder(connector, registry)
-        self._producer = Producer(
-            {
-                **kafka.confluent_producer(),
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 5,
-                "message.timeout.ms": ack_timeout_ms,
-            }
-        )
+        self._producer = clients.producer(kafka, **{"message.timeout.ms": ack_timeout_ms})
         self._running = True
         self._poller = threading.Thread(target=self._poll, name=f"emit-{connector}", daemon=True)
         self._poller.start()

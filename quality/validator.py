@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from streams.transforms import fields
+from headwater import fields
 
 log = logging.getLogger(__name__)
 Severity = Literal["error", "warn"]

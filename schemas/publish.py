@@ -10,9 +10,9 @@ import httpx2
 from confluent_kafka.schema_registry import Schema
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from headwater.settings import RegistrySettings
 from schemas.catalog import SCHEMA_DIR, CatalogEntry, entries
 from schemas.client import registry_client
-from streams.settings import RegistrySettings
 
 SR_JSON = "application/vnd.schemaregistry.v1+json"
 

@@ -8,14 +8,14 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 
-from confluent_kafka import Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
+from headwater import envelope
+from headwater.kafka import clients
+from headwater.settings import KafkaSettings
 from schemas import catalog
 from schemas.serde import AvroSerializer
-from streams import envelope
 from streams.sample import SampleRecord
-from streams.settings import KafkaSettings
 
 RAW_SCHEMAS = {"crm.contacts.raw": "crm/contact", "erp.orders.raw": "erp/order"}
 
@@ -37,8 +37,7 @@ def produce_sample(
     serializers: dict[str, AvroSerializer] = {}
     for topic, name in (schemas or RAW_SCHEMAS).items():
         serializers[topic] = AvroSerializer(registry, f"{topic}-value", catalog.load_schema(name))
-    producer = Producer({**kafka.confluent_producer(), "linger.ms": 10, "batch.size": 1_000_000, "acks": "all",
-                         "queue.buffering.max.messages": 1_000_000})
+    producer = clients.producer(kafka, **{"linger.ms": 10})
     counts: Counter[str] = Counter()
     started = time.monotonic()
     for sent, event in enumerate(events, start=1):

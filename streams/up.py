@@ -17,18 +17,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from headwater.kafka.cluster import ensure_topics, wait_for_broker
+from headwater.ports import free_port
+from headwater.settings import HeadwaterSettings, load_settings
 from schemas.client import registry_client
 from schemas.publish import register_all
 from schemas.registry.process import RegistryProcess
 from streams.broker import EmbeddedBroker
-from streams.pipeline.batches import WorkerOptions, WorkerStats
-from streams.pipeline.config import PipelineConfig, load_pipeline
-from streams.pipeline.kafka_io import ensure_topics, wait_for_broker
-from streams.pipeline.runner import RuntimeName, build_runtime
-from streams.ports import free_port
+from streams.runtime.batches import WorkerOptions, WorkerStats
+from streams.runtime.config import PipelineConfig, load_pipeline
+from streams.runtime.runner import RuntimeName, build_runtime
 from streams.sample import generate
 from streams.sample_loader import produce_sample
-from streams.settings import HeadwaterSettings, load_settings
 
 log = logging.getLogger(__name__)
 PIPELINES_DIR = Path(__file__).parent / "pipelines"

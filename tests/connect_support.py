@@ -18,8 +18,8 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from connectors.offsets import OffsetStore
 from connectors.source_loop import SourceLoop
+from headwater.settings import KafkaSettings, RegistrySettings
 from schemas.serde import AvroDeserializer, AvroSerializer
-from streams.settings import KafkaSettings, RegistrySettings
 
 T = TypeVar("T")
 

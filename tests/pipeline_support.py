@@ -12,9 +12,9 @@ import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
+from headwater import envelope
 from schemas import catalog
 from schemas.serde import AvroSerializer
-from streams import envelope
 
 
 @dataclass(frozen=True)

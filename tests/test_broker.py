@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, Producer
 
+from headwater.ports import free_port
 from streams.broker.jars import libs_dir
-from streams.ports import free_port
 from tests.cli import headwater
 
 

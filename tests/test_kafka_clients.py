@@ -15,8 +15,9 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from streams.ports import free_port
-from streams.settings import KafkaSettings
+from headwater.kafka import clients
+from headwater.ports import free_port
+from headwater.settings import KafkaSettings
 from tests.fixtures.kafka import KafkaService
 
 
@@ -171,7 +172,7 @@ async def test_every_producer_headwater_uses_puts_a_key_in_the_same_partition(ka
     topic = kafka.create_topic(partitions=6)
     keys = [f"0065e00000{i:05d}".encode() for i in range(300)]
     settings = KafkaSettings.model_validate({"bootstrap.servers": kafka.bootstrap})
-    producer = Producer(settings.confluent_producer())
+    producer = clients.producer(settings)
     placed_by_librdkafka: dict[bytes, int] = {}
 
     def record(error: object, message: object) -> None:
@@ -182,7 +183,7 @@ async def test_every_producer_headwater_uses_puts_a_key_in_the_same_partition(ka
         producer.produce(topic, key=key, value=b"x", on_delivery=record)
     assert producer.flush(30) == 0
 
-    aio = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+    aio = clients.aiokafka_producer(settings)
     await aio.start()
     try:
         placed_by_aiokafka = {key: (await (await aio.send(topic, key=key, value=b"x"))).partition for key in keys}

@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from streams import envelope
+from headwater import envelope
+from headwater.ports import free_port
 from streams.broker import EmbeddedBroker
-from streams.ports import free_port
 from tests.fixtures.kafka import KafkaService
 from tests.fixtures.registry import RegistryService
 from tests.pipeline_support import contact, encoder, pipeline_file, producer

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from streams.pipeline.config import PipelineConfigError, load_pipeline
+from streams.runtime.config import PipelineConfigError, load_pipeline
 
 PIPELINES = Path(__file__).parent.parent / "streams" / "pipelines"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
-from streams.pipeline.runner import RUNTIMES
+from streams.runtime.runner import RUNTIMES
 from tests.fixtures.kafka import KafkaService
 from tests.fixtures.registry import RegistryService
 from tests.pipeline_support import contact, encoder, pipeline_file, produce_values

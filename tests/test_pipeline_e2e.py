@@ -13,13 +13,13 @@ import httpx
 import pytest
 from confluent_kafka.admin import AdminClient
 
+from headwater.ports import free_port
+from headwater.settings import load_settings
+from headwater.status import StatusServer
 from schemas.serde import header
-from streams.pipeline.batches import RunningPipeline, WorkerOptions
-from streams.pipeline.config import load_pipeline
-from streams.pipeline.runner import RUNTIMES, Runtime, RuntimeName, build_runtime
-from streams.ports import free_port
-from streams.settings import load_settings
-from streams.status import StatusServer
+from streams.runtime.batches import RunningPipeline, WorkerOptions
+from streams.runtime.config import load_pipeline
+from streams.runtime.runner import RUNTIMES, Runtime, RuntimeName, build_runtime
 from tests import pipeline_hooks  # noqa: F401  (registers the `flaky` provider)
 from tests.fixtures.kafka import KafkaService
 from tests.fixtures.registry import RegistryService
@@ -166,7 +166,7 @@ async def test_registry_down_at_start_is_retried_and_nothing_is_consumed_until_i
     kafka: KafkaService, registry: RegistryService, tmp_path: Path, caplog: pytest.LogCaptureFixture,
     runtime_name: RuntimeName,
 ) -> None:
-    from streams.ports import free_port
+    from headwater.ports import free_port
     from tests.fixtures.registry import RegistryProcess
 
     raw = kafka.create_topic()
@@ -202,13 +202,13 @@ async def test_registry_down_at_start_is_retried_and_nothing_is_consumed_until_i
 async def test_broker_down_at_start_is_retried_with_backoff_then_gives_up(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, runtime_name: RuntimeName
 ) -> None:
-    from streams.ports import free_port
+    from headwater.ports import free_port
 
     config = load_pipeline(pipeline_file(tmp_path, "crm.contacts.raw", quality=None, enrich=[]))
     settings = load_settings(kafka={"bootstrap.servers": f"127.0.0.1:{free_port()}"})
     runtime = build_runtime(runtime_name, [config], settings, WorkerOptions(startup_deadline_s=8))
     worker = runtime.pipelines[0]
-    from streams.pipeline.kafka_io import DependencyDown
+    from headwater.dependencies import DependencyDown
 
     with pytest.raises(DependencyDown, match="unreachable"):
         await runtime.run(asyncio.Event())
@@ -217,7 +217,7 @@ async def test_broker_down_at_start_is_retried_with_backoff_then_gives_up(
 
 
 def test_invalid_pipeline_is_rejected_before_connecting(tmp_path: Path) -> None:
-    from streams.pipeline.config import PipelineConfigError
+    from streams.runtime.config import PipelineConfigError
 
     path = pipeline_file(tmp_path, "crm.contacts.raw", transform=[{"op": "cast", "field": "a", "to": "decimal"}])
     with pytest.raises(PipelineConfigError, match=r"field transform\.0\.cast\.to"):

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from confluent_kafka.schema_registry import Schema, SchemaReference
 
-from streams.ports import free_port
+from headwater.ports import free_port
 from tests.connect_support import wait_for
 from tests.fixtures.registry import RegistryProcess, RegistryService
 

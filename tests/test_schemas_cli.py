@@ -9,9 +9,9 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
+from headwater.ports import free_port
 from schemas.catalog import SCHEMA_DIR, entries
 from streams.cli import app
-from streams.ports import free_port
 from tests.fixtures.registry import RegistryService
 
 runner = CliRunner()

@@ -9,7 +9,7 @@ from typing import Any
 import duckdb
 
 from connectors.sinks.duckdb import load_until_caught_up
-from streams.settings import KafkaSettings, RegistrySettings
+from headwater.settings import KafkaSettings, RegistrySettings
 from tests.connect_support import produce
 
 V1 = {

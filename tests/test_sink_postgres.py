@@ -13,8 +13,8 @@ import psycopg
 from connectors.embedded_postgres import EmbeddedPostgres
 from connectors.sink_loop import SinkLoop
 from connectors.sinks.postgres import PostgresConfig, PostgresSink
-from streams.envelope import ERROR_CLASS, ERROR_STAGE, SOURCE
-from streams.settings import KafkaSettings, RegistrySettings
+from headwater.envelope import ERROR_CLASS, ERROR_STAGE, SOURCE
+from headwater.settings import KafkaSettings, RegistrySettings
 from tests.connect_support import (
     committed_offset,
     end_offset,

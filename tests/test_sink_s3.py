@@ -12,8 +12,8 @@ from confluent_kafka import Producer
 
 from connectors.sink_loop import SinkLoop
 from connectors.sinks.s3 import S3Config, S3Sink
+from headwater.settings import KafkaSettings, RegistrySettings
 from schemas.serde import AvroSerializer
-from streams.settings import KafkaSettings, RegistrySettings
 from tests.connect_support import committed_offset, running, wait_for
 
 SCHEMA = {

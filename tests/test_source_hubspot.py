@@ -13,11 +13,11 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from connectors.base import ConnectorError, Cursor, RetryableError, SourceRecord
+from connectors.connector_index import lookup
 from connectors.offsets import OffsetStore
-from connectors.registry import lookup
 from connectors.sources.hubspot import HubSpotConfig, HubSpotSource
-from streams.envelope import ERROR_CLASS, ERROR_STAGE, SOURCE, TRACE_ID
-from streams.settings import KafkaSettings
+from headwater.envelope import ERROR_CLASS, ERROR_STAGE, SOURCE, TRACE_ID
+from headwater.settings import KafkaSettings
 from tests.connect_support import decode_all, end_offset, header, read_topic, running_source, wait_for
 from tests.fake_hubspot import FakeHubSpot, hs_company, hs_contact, hs_error, hs_time, millis
 

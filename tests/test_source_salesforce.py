@@ -15,8 +15,8 @@ from werkzeug import Response
 from connectors.base import ConnectorError, RetryableError
 from connectors.offsets import OffsetStore
 from connectors.sources.salesforce import SalesforceConfig, SalesforceSource
-from streams.envelope import ERROR_CLASS, ERROR_STAGE, SOURCE, TRACE_ID
-from streams.settings import KafkaSettings
+from headwater.envelope import ERROR_CLASS, ERROR_STAGE, SOURCE, TRACE_ID
+from headwater.settings import KafkaSettings
 from tests.connect_support import decode_all, end_offset, header, read_topic, running_source, wait_for
 from tests.fake_salesforce import FakeSalesforce, contact, error, sf_time
 

@@ -10,7 +10,7 @@ from typing import Any
 import psycopg
 
 from connectors.sources.sql import SqlConfig, SqlSource
-from streams.envelope import SOURCE, TRACE_ID
+from headwater.envelope import SOURCE, TRACE_ID
 from tests.connect_support import (
     decode_all,
     end_offset,

@@ -17,13 +17,13 @@ from typing import Any
 import aiohttp
 from confluent_kafka.schema_registry import Schema
 
-from connectors.registry import lookup
+from connectors.connector_index import lookup
 from connectors.source_loop import AsyncEmitter
 from connectors.sources.webhook import WebhookConfig, WebhookSource, hubspot_signature
+from headwater.envelope import ERROR_CLASS, ERROR_STAGE, SOURCE, TRACE_ID
+from headwater.ports import free_port
+from headwater.settings import KafkaSettings, RegistrySettings
 from schemas.serde import split_header
-from streams.envelope import ERROR_CLASS, ERROR_STAGE, SOURCE, TRACE_ID
-from streams.ports import free_port
-from streams.settings import KafkaSettings, RegistrySettings
 from tests.connect_support import decode_all, end_offset, header, read_topic, start_connect, write_config
 
 SECRET = "hubspot-app-client-secret-value"

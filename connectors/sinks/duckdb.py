@@ -21,10 +21,10 @@ from pydantic import Field
 from connectors.arrow import arrow_type
 from connectors.base import RetryableError
 from connectors.columns import Column, Kind
-from connectors.registry import register
+from connectors.connector_index import register
 from connectors.sink_loop import SinkLoop
 from connectors.sinks.warehouse import SOURCE_COLUMN, TablePlan, WarehouseConfig, WarehouseSink
-from streams.settings import KafkaSettings, RegistrySettings
+from headwater.settings import KafkaSettings, RegistrySettings
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from pydantic import Field, SecretStr
 
 from connectors.base import RetryableError
 from connectors.columns import Column, Kind
-from connectors.registry import register
+from connectors.connector_index import register
 from connectors.sinks.warehouse import SOURCE_COLUMN, TablePlan, WarehouseConfig, WarehouseSink
 
 log = logging.getLogger(__name__)

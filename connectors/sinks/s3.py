@@ -25,7 +25,7 @@ from pydantic import Field, SecretStr
 from connectors.arrow import arrow_type
 from connectors.base import ConnectorConfig, Rejected, RetryableError, SchemaLookup, Sink, SinkRecord
 from connectors.columns import Column, columns_of, to_json
-from connectors.registry import register
+from connectors.connector_index import register
 
 log = logging.getLogger(__name__)
 

@@ -29,8 +29,8 @@ from connectors.base import (
     SourceFailure,
     SourceRecord,
 )
+from connectors.connector_index import register
 from connectors.record_mapping import map_fields, take_mapped
-from connectors.registry import register
 from connectors.saas_retry import SaaSConfig, Throttled, call_with_retries, retry_after
 from schemas.catalog import load_schema
 

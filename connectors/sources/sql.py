@@ -23,7 +23,7 @@ from sqlalchemy.exc import NoSuchTableError, OperationalError
 from connectors.base import ConnectorConfig, ConnectorError, Cursor, PollingSource, RetryableError, SourceBatch
 from connectors.base import SourceRecord as Record
 from connectors.columns import to_json
-from connectors.registry import register
+from connectors.connector_index import register
 
 log = logging.getLogger(__name__)
 

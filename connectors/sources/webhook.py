@@ -38,12 +38,12 @@ from fastavro.validation import ValidationError, validate
 from pydantic import Field, SecretStr
 
 from connectors.base import ConnectorConfig, Emit, PushSource, SourceFailure, SourceRecord
-from connectors.kafka import ProduceError
+from connectors.connector_index import register
 from connectors.record_mapping import take_mapped
-from connectors.registry import register
 from connectors.sources.salesforce import DEFAULT_OBJECTS, ObjectConfig, build_value, resolve_object
+from headwater.kafka.producer import ProduceError
+from headwater.settings import RegistrySettings
 from schemas.client import registry_client
-from streams.settings import RegistrySettings
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from streams.settings import KafkaSettings
+from headwater.settings import KafkaSettings
 
 DEFAULT_TOPIC = "_schemas"
 

@@ -13,13 +13,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from confluent_kafka.admin import AdminClient
 
-from streams.settings import KafkaSettings
+from headwater.kafka import clients
+from headwater.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +65,8 @@ class PrimaryElection:
         self._cached_primary = (0.0, None)
 
     async def start(self) -> None:
-        options: dict[str, Any] = self.kafka.aiokafka()
-        options["client_id"] = CLIENT_ID_PREFIX + self.url
-        self.consumer = AIOKafkaConsumer(
-            **options,
+        self.consumer = clients.aiokafka_consumer(
+            self.kafka.model_copy(update={"client_id": CLIENT_ID_PREFIX + self.url}),
             group_id=self.group,
             enable_auto_commit=False,
             session_timeout_ms=6000,
@@ -111,7 +108,7 @@ class PrimaryElection:
         self._cached_primary = (0.0, None)
 
     def _describe_primary(self) -> str | None:
-        admin = AdminClient(self.kafka.confluent())
+        admin = clients.admin(self.kafka)
         try:
             group = admin.describe_consumer_groups([self.group], request_timeout=5)[self.group].result(timeout=10)
         except Exception as exc:  # KafkaException for an unknown or rebalancing group

@@ -12,7 +12,7 @@ from typing import Self
 
 import httpx
 
-from streams.ports import free_port
+from headwater.ports import free_port
 
 READY_TIMEOUT_SECONDS = 60.0
 

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
+from headwater.kafka import clients
+from headwater.settings import KafkaSettings
 from schemas.registry import errors
 from schemas.registry.state import RegistryState
-from streams.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ class TopicLayoutError(RuntimeError):
 
 def ensure_topic(kafka: KafkaSettings, topic: str) -> None:
     """Create the single-partition compacted topic if missing (blocking: call from an executor)."""
-    admin = AdminClient(kafka.confluent())
+    admin = clients.admin(kafka)
     metadata = admin.list_topics(timeout=5)
     existing = metadata.topics.get(topic)
     if existing is not None and existing.error is None:
@@ -63,10 +63,9 @@ class SchemaLog:
     async def start(self) -> None:
         """Connect, then read the topic to its end so the state is complete before anything is answered."""
         await asyncio.get_running_loop().run_in_executor(None, ensure_topic, self.kafka, self.topic)
-        options: dict[str, Any] = self.kafka.aiokafka()
-        producer = AIOKafkaProducer(**options, acks="all", linger_ms=0, enable_idempotence=True)
-        consumer = AIOKafkaConsumer(
-            **options, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=20, isolation_level="read_committed"
+        producer = clients.aiokafka_producer(self.kafka, linger_ms=0)
+        consumer = clients.aiokafka_consumer(
+            self.kafka, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=20, isolation_level="read_committed"
         )
         try:
             await producer.start()

@@ -21,9 +21,9 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from headwater.ports import free_port, port_bindable, port_in_use
 from streams.broker.errors import BrokerError
 from streams.broker.jars import ensure_jars
-from streams.ports import free_port, port_bindable, port_in_use
 
 log = logging.getLogger(__name__)
 

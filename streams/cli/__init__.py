@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from headwater.logs import configure_logging
 from streams.cli import broker, connect
 from streams.cli import pipeline as pipeline_cli
 from streams.cli import registry as registry_cli
 from streams.cli import schemas as schemas_cli
-from streams.logs import configure_logging
 
 app = typer.Typer(
     name="headwater",

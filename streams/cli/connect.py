@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from connectors.registry import available, describe
+from connectors.connector_index import available, describe
 from connectors.runner import ConfigError, Runner, load_plan
 
 app = typer.Typer(

@@ -10,12 +10,12 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from streams import envelope
-from streams.pipeline.batches import WorkerOptions
-from streams.pipeline.config import PipelineConfigError, load_pipeline
-from streams.pipeline.runner import RuntimeName, run_workers
-from streams.pipeline.tail import render, tail
-from streams.settings import HeadwaterSettings, load_settings
+from headwater import envelope
+from headwater.settings import HeadwaterSettings, load_settings
+from streams.runtime.batches import WorkerOptions
+from streams.runtime.config import PipelineConfigError, load_pipeline
+from streams.runtime.runner import RuntimeName, run_workers
+from streams.runtime.tail import render, tail
 
 console = Console()
 err = Console(stderr=True, soft_wrap=True)

@@ -9,10 +9,10 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from headwater.settings import load_settings
 from schemas.registry.auth import AuthConfigError, load_users
 from schemas.registry.config import DEFAULT_TOPIC, RegistryServerConfig
 from schemas.registry.server import run
-from streams.settings import load_settings
 
 app = typer.Typer(help="The Confluent-compatible schema registry, stored in a Kafka topic.", no_args_is_help=True)
 err = Console(stderr=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from headwater.settings import RegistrySettings, load_settings
 from schemas.catalog import SCHEMA_DIR
 from schemas.publish import Outcome, RegistryUnreachable, check_all, register_all
-from streams.settings import RegistrySettings, load_settings
 
 app = typer.Typer(help="Headwater's Avro schemas (.avsc) and their registry subjects.", no_args_is_help=True)
 console = Console(soft_wrap=True)

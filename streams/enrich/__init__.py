@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from streams.enrich import language, sentiment
 from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider, ProviderConfig
-from streams.enrich.registry import build, config_model, register
+from streams.enrich.provider_index import build, config_model, register
 from streams.enrich.stage import EnrichStage
 
 __all__ = [

@@ -10,9 +10,9 @@ from typing import Any
 from py3langid.langid import MODEL_FILE, LanguageIdentifier
 from pydantic import Field
 
-from streams.enrich import registry
+from headwater import fields
+from streams.enrich import provider_index
 from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderConfig, run_cpu_bound
-from streams.transforms import fields
 
 
 class LanguageConfig(ProviderConfig):
@@ -60,4 +60,4 @@ class LanguageProvider(Provider):
         return [Enriched({self.config.output_field: code}) for code in codes]
 
 
-registry.register(LanguageProvider.name, LanguageConfig, LanguageProvider)
+provider_index.register(LanguageProvider.name, LanguageConfig, LanguageProvider)

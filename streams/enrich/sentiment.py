@@ -10,9 +10,9 @@ from typing import Any
 from pydantic import Field
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
-from streams.enrich import registry
+from headwater import fields
+from streams.enrich import provider_index
 from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderConfig, run_cpu_bound
-from streams.transforms import fields
 
 
 class SentimentConfig(ProviderConfig):
@@ -47,4 +47,4 @@ class SentimentProvider(Provider):
         return [Enriched({self.config.output_field: score}) for score in scores]
 
 
-registry.register(SentimentProvider.name, SentimentConfig, SentimentProvider)
+provider_index.register(SentimentProvider.name, SentimentConfig, SentimentProvider)

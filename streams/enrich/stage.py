@@ -11,8 +11,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from headwater.envelope import enrich_header
 from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider
-from streams.envelope import enrich_header
 
 log = logging.getLogger(__name__)
 Record = dict[str, Any]

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from headwater.fields import TransformError
 from streams.transforms.case import Case
 from streams.transforms.cast import Cast
 from streams.transforms.coalesce import Coalesce
@@ -13,7 +14,6 @@ from streams.transforms.country import CountryIso
 from streams.transforms.default import Default
 from streams.transforms.drop import Drop
 from streams.transforms.email import NormaliseEmail
-from streams.transforms.fields import TransformError
 from streams.transforms.hashing import Hash
 from streams.transforms.hook import Hook
 from streams.transforms.mask import Mask

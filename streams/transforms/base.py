@@ -6,7 +6,7 @@ from abc import ABC, abstractmethod
 
 from pydantic import BaseModel, ConfigDict
 
-from streams.transforms.fields import Record
+from headwater.fields import Record
 
 
 class Step(BaseModel, ABC):

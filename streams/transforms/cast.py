@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from streams.transforms import fields
+from headwater import fields
+from headwater.fields import Record, TransformError
 from streams.transforms.base import Step
-from streams.transforms.fields import Record, TransformError
 
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}

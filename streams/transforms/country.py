@@ -8,9 +8,9 @@ from typing import Literal
 import pycountry
 from pydantic import Field
 
-from streams.transforms import fields
+from headwater import fields
+from headwater.fields import Record, TransformError
 from streams.transforms.base import Step
-from streams.transforms.fields import Record, TransformError
 
 # Names people write that pycountry's official and common names do not cover.
 _ALIASES = {

@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
+from headwater.fields import Record
 from streams.transforms.base import Step
-from streams.transforms.fields import Record
 
 HookFunction = Callable[[Record], Record | None]
 

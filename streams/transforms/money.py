@@ -9,9 +9,9 @@ from typing import Literal
 import pycountry
 from pydantic import Field
 
-from streams.transforms import fields
+from headwater import fields
+from headwater.fields import Record, TransformError
 from streams.transforms.base import Step
-from streams.transforms.fields import Record, TransformError
 
 # ISO 4217 minor-unit exponents that differ from 2 (pycountry carries names and codes, not exponents).
 _EXPONENTS = {

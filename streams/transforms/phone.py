@@ -8,9 +8,9 @@ from typing import Literal
 import phonenumbers
 from pydantic import Field
 
-from streams.transforms import fields
+from headwater import fields
+from headwater.fields import Record, TransformError
 from streams.transforms.base import Step
-from streams.transforms.fields import Record, TransformError
 
 
 @lru_cache(maxsize=65536)

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from streams.transforms import fields
+from headwater import fields
+from headwater.fields import Record, TransformError
 from streams.transforms.base import Step
-from streams.transforms.fields import Record, TransformError
 
 _EPOCH_DIVISORS = {"s": 1.0, "ms": 1_000.0, "us": 1_000_000.0}
 

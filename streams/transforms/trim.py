@@ -6,9 +6,9 @@ from typing import Literal
 
 from pydantic import Field
 
-from streams.transforms import fields
+from headwater import fields
+from headwater.fields import Record
 from streams.transforms.base import Step
-from streams.transforms.fields import Record
 
 
 class Trim(Step):

@@ -17,12 +17,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from schemas.client import registry_client
-from streams.pipeline import kafka_io, metrics
-from streams.pipeline.config import PipelineConfig
-from streams.pipeline.engine import BatchResult, PipelineEngine, StageSwitches
-from streams.pipeline.records import InMessage, OutMessage
-from streams.settings import HeadwaterSettings
+from headwater.kafka import clients, cluster
+from headwater.settings import HeadwaterSettings
+from schemas.client import registry_client, wait_for_registry
+from streams.runtime import metrics
+from streams.runtime.config import PipelineConfig
+from streams.runtime.engine import BatchResult, PipelineEngine, StageSwitches
+from streams.runtime.records import InMessage, OutMessage
 
 log = logging.getLogger(__name__)
 
@@ -73,14 +74,15 @@ def prepare(
 ) -> Prepared:
     """Blocking start-up: wait for broker and registry (backoff), create the output topics, build the stages."""
     deadline = options.startup_deadline_s
-    admin = kafka_io.wait_for_broker(settings.kafka, deadline, halt)
+    admin = cluster.wait_for_broker(settings.kafka, deadline, halt)
     registry = registry_client(settings.registry)
-    kafka_io.wait_for_registry(registry, settings.registry.url, deadline, halt)
+    wait_for_registry(registry, settings.registry.url, deadline, halt)
     outputs = [config.output.topic, config.dlq_topic]
-    kafka_io.ensure_topics(admin, outputs, kafka_io.partition_count(admin, config.input.topics[0]))
-    limits = kafka_io.max_message_bytes(admin, outputs)
+    cluster.ensure_topics(admin, outputs, cluster.partition_count(admin, config.input.topics[0]))
+    limits = cluster.max_message_bytes(admin, outputs)
     engine = PipelineEngine(
-        config, registry, options.switches, max_bytes=lambda topic: limits.get(topic, kafka_io.DEFAULT_MAX_BYTES),
+        config, registry, options.switches,
+        max_bytes=lambda topic: limits.get(topic, clients.DEFAULT_MAX_MESSAGE_BYTES),
     )
     log.info("event=pipeline_ready pipeline=%s schema_out=%d", config.label, engine.schema_out)
     return Prepared(engine, limits)

@@ -20,13 +20,15 @@ from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from streams import envelope
-from streams.pipeline import batches, kafka_io, metrics
-from streams.pipeline.batches import WorkerOptions, WorkerStats
-from streams.pipeline.config import PipelineConfig
-from streams.pipeline.engine import PipelineEngine
-from streams.pipeline.records import InMessage, OutMessage
-from streams.settings import HeadwaterSettings
+from headwater import envelope
+from headwater.dependencies import DependencyDown
+from headwater.kafka import clients
+from headwater.settings import HeadwaterSettings
+from streams.runtime import batches, metrics
+from streams.runtime.batches import WorkerOptions, WorkerStats
+from streams.runtime.config import PipelineConfig
+from streams.runtime.engine import PipelineEngine
+from streams.runtime.records import InMessage, OutMessage
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +62,12 @@ class PipelineWorker:
         """Blocking start-up: broker, registry and stages (see `batches.prepare`), then the Kafka clients."""
         prepared = batches.prepare(self.config, self.settings, self.options, self._halt)
         self._engine, limits = prepared.engine, prepared.max_bytes
-        common = self.settings.kafka.confluent()
-        self._producer = Producer({
-            **self.settings.kafka.confluent_producer(),
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "batch.size": max(1024, min(limits.values()) - 512),
-            "queue.buffering.max.messages": 1_000_000,
-            "queue.buffering.max.kbytes": 1_048_576,
-            "message.timeout.ms": 60_000,
-        })
-        consumer = Consumer({
-            **common,
-            "group.id": self.config.group,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
+        self._producer = clients.producer(
+            self.settings.kafka,
+            max_message_bytes=max(limits.values()),
+            **{"batch.size": max(1024, min(limits.values()) - 512)},
+        )
+        consumer = clients.consumer(self.settings.kafka, self.config.group, **{
             "session.timeout.ms": self.options.session_timeout_ms,
             "heartbeat.interval.ms": max(500, self.options.session_timeout_ms // 5),
             "queued.max.messages.kbytes": 65536,
@@ -118,7 +110,7 @@ class PipelineWorker:
             await self._on_thread(self._consumer_thread, self._start_dependencies)
         except Exception as exc:
             await self._close()
-            if isinstance(exc, kafka_io.DependencyDown) and stop.is_set():
+            if isinstance(exc, DependencyDown) and stop.is_set():
                 return self.stats
             raise
         finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from streams.envelope import HeaderList, source_of
+from headwater.envelope import HeaderList, source_of
 
 # Lineage headers plus a caller's own stay far below this; records closer to a limit are measured exactly.
 HEADROOM = 8192

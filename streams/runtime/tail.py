@@ -9,12 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
 
+from headwater import envelope
+from headwater.kafka import clients
+from headwater.settings import HeadwaterSettings
 from schemas.client import registry_client
 from schemas.serde import AvroDeserializer, SerdeError
-from streams import envelope
-from streams.settings import HeadwaterSettings
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,7 @@ def tail(
 ) -> Iterator[TailedRecord]:
     """Records of every partition of the topic, from its start or from now, until idle for `idle_timeout`."""
     decoder = AvroDeserializer(registry_client(settings.registry))
-    consumer = Consumer({
-        **settings.kafka.confluent(), "group.id": f"headwater-tail-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False,
-    })
+    consumer = clients.consumer(settings.kafka, f"headwater-tail-{uuid.uuid4().hex[:8]}")
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None or not metadata.partitions:

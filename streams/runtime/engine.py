@@ -17,12 +17,12 @@ from typing import Any
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from fastavro.validation import ValidationError, validate
 
+from headwater import envelope
 from quality.validator import QualityValidator, Verdict
 from schemas.serde import AvroDeserializer, AvroSerializer, EncodeError, SerdeError
-from streams import envelope
 from streams.enrich import EnrichStage, build
-from streams.pipeline.config import PipelineConfig
-from streams.pipeline.records import InMessage, Item, OutMessage
+from streams.runtime.config import PipelineConfig
+from streams.runtime.records import InMessage, Item, OutMessage
 from streams.transforms import TransformError
 
 _LINEAGE = frozenset(

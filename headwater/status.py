@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.ports import free_port, port_bindable
+from headwater.ports import free_port, port_bindable
 
 log = logging.getLogger(__name__)
 HEALTHY: dict[str, Any] = {"status": "alive"}

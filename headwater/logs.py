@@ -12,4 +12,5 @@ def configure_logging(verbose: bool = False) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
-    logging.getLogger("streams").setLevel(logging.DEBUG if verbose else logging.INFO)
+    for package in ("headwater", "schemas", "quality", "connectors", "streams"):
+        logging.getLogger(package).setLevel(logging.DEBUG if verbose else logging.INFO)

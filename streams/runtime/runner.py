@@ -1,9 +1,9 @@
 """Runs pipelines in this process until SIGTERM/SIGINT, on one of two runtimes with the status endpoints beside them.
 
-- `faust` (default): each pipeline is a faust-streaming app whose agent batches events (`streams.pipeline.faust_app`).
-- `direct`: one confluent-kafka consume loop per pipeline (`streams.pipeline.worker`); it skips Faust's
+- `faust` (default): each pipeline is a faust-streaming app whose agent batches events (`streams.runtime.faust_app`).
+- `direct`: one confluent-kafka consume loop per pipeline (`streams.runtime.worker`); it skips Faust's
   per-event path and so carries more records per second.
-Both run the same engine, deliver the same way (`streams.pipeline.batches`) and commit only delivered input.
+Both run the same engine, deliver the same way (`streams.runtime.batches`) and commit only delivered input.
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import signal
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
-from streams.pipeline.batches import RunningPipeline, WorkerOptions, WorkerStats
-from streams.pipeline.config import PipelineConfig
-from streams.pipeline.faust_app import FaustRuntime
-from streams.pipeline.worker import PipelineWorker
-from streams.settings import HeadwaterSettings
-from streams.status import StatusServer
+from headwater.settings import HeadwaterSettings
+from headwater.status import StatusServer
+from streams.runtime.batches import RunningPipeline, WorkerOptions, WorkerStats
+from streams.runtime.config import PipelineConfig
+from streams.runtime.faust_app import FaustRuntime
+from streams.runtime.worker import PipelineWorker
 
 log = logging.getLogger(__name__)
 RuntimeName = Literal["faust", "direct"]

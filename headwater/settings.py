@@ -7,91 +7,17 @@ Precedence, per ARCHITECTURE.md: command-line flag (passed as keyword overrides)
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
-SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
-SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+from headwater.kafka.config import KafkaSettings
 
-
-class KafkaSettings(BaseModel):
-    """How to reach the Kafka cluster, with the librdkafka property names users already have."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    bootstrap_servers: str = Field("127.0.0.1:9092", alias="bootstrap.servers", min_length=1)
-    security_protocol: SecurityProtocol = Field("PLAINTEXT", alias="security.protocol")
-    sasl_mechanism: SaslMechanism | None = Field(None, alias="sasl.mechanism")
-    sasl_username: str | None = Field(None, alias="sasl.username")
-    sasl_password: SecretStr | None = Field(None, alias="sasl.password")
-    ssl_ca_location: Path | None = Field(None, alias="ssl.ca.location")
-    ssl_certificate_location: Path | None = Field(None, alias="ssl.certificate.location")
-    ssl_key_location: Path | None = Field(None, alias="ssl.key.location")
-    client_id: str = Field("headwater", alias="client.id")
-
-    def confluent(self) -> dict[str, Any]:
-        """Properties for confluent-kafka clients (librdkafka)."""
-        config: dict[str, Any] = {
-            "bootstrap.servers": self.bootstrap_servers,
-            "security.protocol": self.security_protocol,
-            "client.id": self.client_id,
-        }
-        optional = {
-            "sasl.mechanism": self.sasl_mechanism,
-            "sasl.username": self.sasl_username,
-            "sasl.password": self.sasl_password.get_secret_value() if self.sasl_password else None,
-            "ssl.ca.location": self.ssl_ca_location,
-            "ssl.certificate.location": self.ssl_certificate_location,
-            "ssl.key.location": self.ssl_key_location,
-        }
-        config.update({key: str(value) for key, value in optional.items() if value is not None})
-        return config
-
-    def confluent_producer(self) -> dict[str, Any]:
-        """Properties for confluent-kafka producers: `confluent()` plus the Java client's key hashing.
-
-        librdkafka's default partitioner (CRC32) places a key elsewhere than the Java client and aiokafka/Faust
-        (murmur2) do; murmur2_random keeps one entity's records in one partition whichever client wrote them.
-        """
-        return {**self.confluent(), "partitioner": "murmur2_random"}
-
-    def ssl_context(self) -> ssl.SSLContext | None:
-        if "SSL" not in self.security_protocol:
-            return None
-        context = ssl.create_default_context(cafile=str(self.ssl_ca_location) if self.ssl_ca_location else None)
-        if self.ssl_certificate_location:
-            context.load_cert_chain(
-                str(self.ssl_certificate_location),
-                str(self.ssl_key_location) if self.ssl_key_location else None,
-            )
-        return context
-
-    def aiokafka(self) -> dict[str, Any]:
-        """Keyword arguments for aiokafka producers and consumers."""
-        kwargs: dict[str, Any] = {
-            "bootstrap_servers": self.bootstrap_servers.split(","),
-            "security_protocol": self.security_protocol,
-            "client_id": self.client_id,
-        }
-        if self.sasl_mechanism:
-            kwargs["sasl_mechanism"] = self.sasl_mechanism
-            kwargs["sasl_plain_username"] = self.sasl_username
-            kwargs["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
-        context = self.ssl_context()
-        if context is not None:
-            kwargs["ssl_context"] = context
-        return kwargs
-
-    def faust_broker(self) -> str:
-        """Faust's broker URL form: kafka://host1:port;host2:port."""
-        return ";".join(f"kafka://{server.strip()}" for server in self.bootstrap_servers.split(","))
-
+__all__ = ["HeadwaterSettings", "KafkaSettings", "RegistrySettings", "load_settings", "settings_from_data"]
 
 class RegistrySettings(BaseModel):
     """Where the Confluent-compatible schema registry answers."""
@@ -113,7 +39,8 @@ class RegistrySettings(BaseModel):
 
 
 def _underscore_keys(data: Any) -> Any:
-    """`bootstrap.servers` -> `bootstrap_servers` at every level, so YAML and env keys merge as one."""
+    """`bootstrap.servers` -> `bootstrap_servers` at every level, so YAML and env keys merge as one
+    (`KafkaSettings.properties` turns them back into librdkafka's names)."""
     if isinstance(data, dict):
         return {str(key).replace(".", "_"): _underscore_keys(value) for key, value in data.items()}
     return data

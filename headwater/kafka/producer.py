@@ -7,10 +7,11 @@ import logging
 import threading
 from typing import Any
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError
 
-from streams.envelope import HeaderList
-from streams.settings import KafkaSettings
+from headwater.envelope import HeaderList
+from headwater.kafka import clients
+from headwater.settings import KafkaSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +37,9 @@ class AckedProducer:
     acknowledged, and raises otherwise, so callers can commit their position afterwards."""
 
     def __init__(self, kafka: KafkaSettings, delivery_timeout_ms: int = 30_000, **extra: Any) -> None:
-        config = {
-            **kafka.confluent_producer(),
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 20,
-            "batch.size": 1_000_000,
-            "queue.buffering.max.messages": 1_000_000,
-            "message.timeout.ms": delivery_timeout_ms,
-            **extra,
-        }
-        self._producer = Producer(config)
+        self._producer = clients.producer(
+            kafka, **{"linger.ms": 20, "message.timeout.ms": delivery_timeout_ms, **extra}
+        )
         self._lock = threading.Lock()
         self._failed: list[str] = []
         self._timeout_s = delivery_timeout_ms / 1000 + 5

@@ -10,7 +10,7 @@ only then acks the input events.
 - Shutdown: the runner sets `stop`, then stops Faust's worker, which stops fetching, waits until the events
   handed to the agents are acked (the agent finishes its batches) and commits the acked offsets.
 - Faust's per-event path (`Consumer._drain_messages` awaits a callback per message) costs more than a plain
-  confluent-kafka batch consume; `--runtime direct` (`streams.pipeline.worker`) avoids it.
+  confluent-kafka batch consume; `--runtime direct` (`streams.runtime.worker`) avoids it.
 """
 
 from __future__ import annotations
@@ -31,33 +31,20 @@ from faust.streams import Stream
 from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
 
-from streams import status as endpoints
-from streams.envelope import HeaderList
-from streams.pipeline import batches, kafka_io, metrics
-from streams.pipeline.batches import WorkerOptions, WorkerStats
-from streams.pipeline.config import PipelineConfig
-from streams.pipeline.engine import PipelineEngine
-from streams.pipeline.records import HEADROOM, InMessage, OutMessage
-from streams.settings import HeadwaterSettings, KafkaSettings
+from headwater import status as endpoints
+from headwater.dependencies import DependencyDown
+from headwater.envelope import HeaderList
+from headwater.kafka.python_clients import faust_broker_options
+from headwater.settings import HeadwaterSettings
+from streams.runtime import batches, metrics
+from streams.runtime.batches import WorkerOptions, WorkerStats
+from streams.runtime.config import PipelineConfig
+from streams.runtime.engine import PipelineEngine
+from streams.runtime.records import HEADROOM, InMessage, OutMessage
 
 log = logging.getLogger(__name__)
 STATUS_HOST = "127.0.0.1"
 SHUTDOWN_LIMIT_S = 60.0
-
-
-def broker_credentials(kafka: KafkaSettings) -> faust.SASLCredentials | faust.SSLCredentials | None:
-    """Faust's form of the librdkafka security settings (SASL user/password, TLS context)."""
-    context = kafka.ssl_context()
-    if kafka.security_protocol.startswith("SASL"):
-        return faust.SASLCredentials(
-            username=kafka.sasl_username,
-            password=kafka.sasl_password.get_secret_value() if kafka.sasl_password else None,
-            ssl_context=context,
-            mechanism=kafka.sasl_mechanism or "PLAIN",
-        )
-    if context is not None:
-        return faust.SSLCredentials(context)
-    return None
 
 
 def in_message(event: EventT[Any]) -> InMessage:
@@ -102,9 +89,7 @@ class FaustPipeline:
         session_s = self.options.session_timeout_ms / 1000
         app = faust.App(
             self.config.group,
-            broker=self.settings.kafka.faust_broker(),
-            broker_credentials=broker_credentials(self.settings.kafka),
-            broker_client_id=self.settings.kafka.client_id,
+            **faust_broker_options(self.settings.kafka),
             broker_session_timeout=session_s,
             broker_heartbeat_interval=max(0.5, session_s / 5),
             consumer_auto_offset_reset="earliest",
@@ -244,7 +229,7 @@ class FaustRuntime:
             return await asyncio.to_thread(
                 lambda: [batches.prepare(p.config, self.settings, self.options, halt) for p in self.pipelines]
             )
-        except kafka_io.DependencyDown:
+        except DependencyDown:
             if stop.is_set():
                 return None
             raise
