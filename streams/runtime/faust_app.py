@@ -20,20 +20,23 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import faust
-from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from faust.streams import Stream
+from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
 
 from headwater import status as endpoints
 from headwater.dependencies import DependencyDown
 from headwater.envelope import HeaderList
+from headwater.kafka import errors
+from headwater.kafka.errors import ProduceFailure
 from headwater.kafka.python_clients import faust_broker_options
 from headwater.settings import HeadwaterSettings
 from streams.runtime import batches, metrics
@@ -58,9 +61,12 @@ def in_message(event: EventT[Any]) -> InMessage:
     )
 
 
-def _failure(exc: BaseException) -> batches.SendFailure:
-    cause = exc.__cause__ if isinstance(exc, ProducerSendError) and exc.__cause__ is not None else exc
-    return batches.SendFailure(f"{type(cause).__name__}: {cause}", isinstance(cause, MessageSizeTooLargeError))
+class IdempotentProducer(aiokafka_driver.Producer):
+    """Faust's aiokafka producer asks for idempotence only inside transactions (its `_settings_extra`); every
+    Headwater producer is idempotent with `acks=all` (ARCHITECTURE.md), so this one always asks for it."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {"acks": "all", "enable_idempotence": True}
 
 
 class FaustPipeline:
@@ -115,6 +121,8 @@ class FaustPipeline:
             web_tables_enabled=False,
             web_metrics_enabled=False,
         )
+        # The app's public producer setter: Faust then starts and stops this producer as it would its own.
+        app.producer = IdempotentProducer(app.transport, loop=app.loop, beacon=app.beacon)
         topic = app.topic(*self.config.input.topics, key_type=bytes, value_type=bytes)
         app.agent(topic, name=f"headwater.pipeline.{self.config.name}")(self._agent)
         app.on_partitions_assigned.connect(self._on_assigned)
@@ -152,11 +160,12 @@ class FaustPipeline:
                 await stream.ack(event)
             batches.account(self.stats, engine, batch, result, started)
 
-    async def _send(self, messages: list[OutMessage]) -> list[tuple[OutMessage, batches.SendFailure]]:
-        """Hand every message to Faust's producer, then wait for all the broker's acknowledgements."""
+    async def _send(self, messages: list[OutMessage]) -> list[tuple[OutMessage, ProduceFailure]]:
+        """Hand every message to Faust's producer, then wait for all the broker's acknowledgements; the messages
+        refused (before sending, e.g. over the request size, or by the broker), each with its failure classified."""
         assert self.app is not None
         producer = self.app.producer
-        failures: list[tuple[OutMessage, batches.SendFailure]] = []
+        failures: list[tuple[OutMessage, ProduceFailure]] = []
         sent: list[tuple[OutMessage, Awaitable[Any]]] = []
         for message in messages:
             try:
@@ -164,14 +173,16 @@ class FaustPipeline:
                     message.topic, message.key, message.value, partition=None, timestamp=None,
                     headers=message.headers,
                 )
-            except ProducerSendError as exc:  # refused before sending, e.g. over the producer's request size
-                failures.append((message, _failure(exc)))
+            except (ProducerSendError, KafkaError) as exc:
+                failures.append((message, errors.from_exception(exc)))
                 continue
             sent.append((message, future))
         outcomes = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
         for (message, _), outcome in zip(sent, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                failures.append((message, _failure(outcome)))
+            if isinstance(outcome, Exception):
+                failures.append((message, errors.from_exception(outcome)))
+            elif isinstance(outcome, BaseException):
+                raise outcome
         return failures
 
 
