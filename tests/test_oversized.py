@@ -21,6 +21,7 @@ from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
 
 from headwater.kafka import clients
 from headwater.kafka.errors import ProduceFailure, from_exception
+from headwater.kafka.producer import AckedProducer
 from headwater.oversized import DEAD_LETTER_HEADROOM, record_size
 from headwater.ports import free_port
 from headwater.settings import KafkaSettings, load_settings
@@ -275,3 +276,21 @@ async def test_faust_runtime_producer_is_idempotent_with_acks_all(
         assert underlying is not None and underlying._txn_manager is not None, "idempotence needs a txn manager"
         assert underlying._sender._acks == -1
         assert underlying._txn_manager.transactional_id is None, "idempotent, not transactional"
+
+
+def test_connector_dead_letter_refused_as_too_large_is_truncated_and_acknowledged(kafka: KafkaService) -> None:
+    """`AckedProducer.send_dead_letter`, which the sinks' dead-letter path uses: the broker's refusal of an
+    oversized dead letter ends in a truncated one, not in a ProduceError retried forever."""
+    dlq = kafka.create_topic(**{"max.message.bytes": "50000"})
+    producer = AckedProducer(KafkaSettings.model_validate({"bootstrap.servers": kafka.bootstrap}))
+    original = uuid.uuid4().bytes * 12_500  # 200 KB
+    try:
+        producer.send_dead_letter(dlq, original, b"k", [("hw-error-stage", b"sink")])
+        producer.flush_acked()
+    finally:
+        producer.close()
+    [dead] = read_topic(kafka.bootstrap, dlq, 1)
+    assert dead.headers["hw-error-stage"] == "sink" and dead.headers["hw-error-truncated"] == "true"
+    assert dead.headers["hw-error-original-size"] == str(len(original))
+    assert dead.headers["hw-error-original-sha256"] == hashlib.sha256(original).hexdigest()
+    assert dead.value and original.startswith(dead.value)
