@@ -93,6 +93,12 @@ def prepare(
         configs={config.dlq_topic: {"max.message.bytes": str(dead_letter_limit)}},
     )
     limits = cluster.max_message_bytes(admin, outputs)
+    if limits[config.dlq_topic] < dead_letter_limit:  # an existing topic is left as it is
+        log.warning(
+            "event=dead_letter_topic_small pipeline=%s topic=%s max_message_bytes=%d wanted=%d "
+            "consequence=larger_dead_letters_truncated", config.label, config.dlq_topic, limits[config.dlq_topic],
+            dead_letter_limit,
+        )
     claim_check = config.dead_letters.claim_check
     engine = PipelineEngine(
         config, registry, options.switches,
@@ -201,7 +207,8 @@ async def _deliver(
     while pending:
         failures = await send(pending)
         pending = []
-        retry = False
+        retried: Counter[tuple[str, bool]] = Counter()
+        first_error: dict[tuple[str, bool], tuple[OutMessage, ProduceFailure]] = {}
         for message, failure in failures:
             if failure.permanent and message.kind == "output":
                 dead = engine.dead_letter(message.origin, "produce", failure.error_class, failure.error)
@@ -214,15 +221,19 @@ async def _deliver(
                 await _fit(engine, message, message.size() // 2, stop, retry_max_s)
                 pending.append(message)
             else:
-                retry = True
                 pending.append(message)
-                metrics.RETRIES.labels(label, f"produce:{failure.error_class}").inc()
-                log.log(
-                    logging.ERROR if failure.permanent else logging.WARNING,
-                    "event=produce_retry pipeline=%s topic=%s kind=%s permanent=%s error=%s delay_s=%.1f",
-                    label, message.topic, message.kind, failure.permanent, failure.error, delay,
-                )
-        if retry:
+                kind = (failure.error_class, failure.permanent)
+                retried[kind] += 1
+                first_error.setdefault(kind, (message, failure))
+        for (error_class, permanent), count in retried.items():
+            metrics.RETRIES.labels(label, f"produce:{error_class}").inc(count)
+            message, failure = first_error[(error_class, permanent)]
+            log.log(
+                logging.ERROR if permanent else logging.WARNING,
+                "event=produce_retry pipeline=%s records=%d topic=%s permanent=%s error=%s delay_s=%.1f",
+                label, count, message.topic, permanent, failure.error, delay,
+            )
+        if retried:
             if await stopped_within(stop, delay):
                 return False
             delay = min(delay * 2, retry_max_s)
