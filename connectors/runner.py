@@ -36,7 +36,7 @@ from connectors.sink_loop import SinkLoop
 from connectors.source_loop import AsyncEmitter, SourceLoop
 from headwater.dependencies import DependencyDown
 from headwater.kafka import cluster
-from headwater.settings import HeadwaterSettings, RegistrySettings, layered, settings_from_data
+from headwater.settings import HeadwaterSettings, RegistrySettings, field_path, layered, settings_from_data
 from headwater.status import StatusPortBusy, StatusServer
 from schemas.client import registry_client, wait_for_registry
 
@@ -77,16 +77,9 @@ def _expand(text: str, path: Path) -> str:
     return _VARIABLE.sub(value, text)
 
 
-def _location(loc: Sequence[int | str]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
 def _first_error(exc: ValidationError, prefix: str) -> str:
     error = exc.errors()[0]
-    where = _location([*([prefix] if prefix else []), *error["loc"]])
+    where = field_path([*([prefix] if prefix else []), *error["loc"]])
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
     return f"{where}: {error['msg']}{more}"
 

@@ -14,13 +14,14 @@ from rich.table import Table
 from connectors.connector_index import available, describe
 from connectors.runner import ConfigError, Runner, load_plan
 from headwater.dependencies import DependencyDown
-from headwater.settings import SettingsError, read_settings_file
+from headwater.settings import read_settings_file
 from headwater.status import StatusPortBusy
 from streams.cli.options import (
     ConfigFile,
     StartupTimeout,
     StatusHost,
     bootstrap_servers_option,
+    connection_settings,
     fail,
     refuse_unusable_kafka,
     registry_url_option,
@@ -53,10 +54,13 @@ def run(
         overrides["kafka"] = {"bootstrap.servers": bootstrap_servers}
     if registry_url:
         overrides["registry"] = {"url": registry_url}
+    shared: dict[str, Any] = {}
+    if config is not None:
+        connection_settings(config, None, None)  # a bad --config file is named as such, not as the CONFIG file
+        shared = read_settings_file(config)
     try:
-        shared = read_settings_file(config) if config is not None else {}
         plans = [load_plan(path, overrides, shared) for path in configs]
-    except (ConfigError, SettingsError) as exc:
+    except ConfigError as exc:
         fail(str(exc), 2)
     for plan in plans:
         refuse_unusable_kafka(plan.settings.kafka)

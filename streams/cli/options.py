@@ -23,12 +23,7 @@ from headwater.settings import HeadwaterSettings, KafkaSettings, SettingsError, 
 
 err = Console(stderr=True, soft_wrap=True)
 
-CONNECTION_OPTIONS = ("--bootstrap-servers", "--registry-url", "--config")
-LONG_RUNNING_OPTIONS = ("--startup-timeout",)
-STATUS_OPTIONS = ("--status-host", "--status-port")
 DEFAULT_STARTUP_TIMEOUT_S = 300.0
-
-
 _UNUSED = " Not used by this command; accepted so one set of flags works for every command."
 
 
