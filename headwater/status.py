@@ -33,13 +33,22 @@ def readiness(ready: bool) -> tuple[dict[str, Any], int]:
 class StatusPortBusy(RuntimeError):
     """The status port asked for is taken. Not silently replaced: a probe would check the wrong process."""
 
-    def __init__(self, host: str, port: int, reason: str = "address already in use") -> None:
-        super().__init__(
-            f"status port {port} on {host} is not available ({reason}); "
-            "pass another --status-port, or 0 for any free port"
-        )
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        reason: str = "address already in use",
+        what: str = "status port",
+        hint: str = "pass another --status-port, or 0 for any free port",
+    ) -> None:
+        super().__init__(f"{what} {port} on {host} is not available ({reason}); {hint}")
         self.host = host
         self.port = port
+
+
+def bind_failure(exc: OSError) -> str:
+    """Why a listening socket could not be opened, in a few words (`address already in use`)."""
+    return os.strerror(exc.errno).lower() if exc.errno else str(exc)
 
 
 def usable_port(host: str, port: int) -> int:
@@ -84,8 +93,7 @@ class StatusServer:
         except OSError as exc:
             await self._runner.cleanup()
             self._runner = None
-            reason = os.strerror(exc.errno).lower() if exc.errno else str(exc)
-            raise StatusPortBusy(self.host, self.port, reason) from None
+            raise StatusPortBusy(self.host, self.port, bind_failure(exc)) from None
         server: Any = site._server
         sockets = server.sockets if server is not None else []
         self.port = sockets[0].getsockname()[1] if sockets else self.port

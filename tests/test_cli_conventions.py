@@ -155,16 +155,19 @@ def listening(host: str = "127.0.0.1") -> Iterator[int]:
         yield int(taken.getsockname()[1])
 
 
-@pytest.mark.parametrize("command", ["run faust", "run direct", "connect run"])
+@pytest.mark.parametrize("command", ["run faust", "run direct", "connect run", "registry serve"])
 def test_a_busy_status_port_is_an_error_naming_it(tmp_path: Path, command: str) -> None:
     with listening() as busy:
         if command.startswith("run"):
-            args = ["run", str(simple_pipeline(tmp_path)), "--runtime", command.split()[1]]
-        else:
-            args = ["connect", "run", str(connect_file(tmp_path))]
-        result = headwater(*args, "--status-port", str(busy), "--bootstrap-servers", f"127.0.0.1:{free_port()}",
-                           "--startup-timeout", "30", timeout=60)
-    assert_one_line_failure(result, f"status port {busy} on 127.0.0.1", "--status-port")
+            args = ["run", str(simple_pipeline(tmp_path)), "--runtime", command.split()[1], "--status-port", str(busy)]
+        elif command == "connect run":
+            args = ["connect", "run", str(connect_file(tmp_path)), "--status-port", str(busy)]
+        else:  # the registry's own port serves its /readyz
+            args = ["registry", "serve", "--port", str(busy)]
+        result = headwater(*args, "--bootstrap-servers", f"127.0.0.1:{free_port()}", "--startup-timeout", "30",
+                           timeout=60)
+    named = f"registry port {busy} on 127.0.0.1" if command == "registry serve" else f"status port {busy} on 127.0.0.1"
+    assert_one_line_failure(result, named, "not available (address already in use)")
     assert result.returncode == 1
 
 

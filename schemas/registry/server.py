@@ -14,6 +14,7 @@ from aiohttp import web
 from tenacity import AsyncRetrying, retry_if_not_exception_type, wait_exponential
 
 from headwater.dependencies import DependencyDown
+from headwater.status import StatusPortBusy, bind_failure
 from schemas.registry.auth import basic_auth_middleware, load_users
 from schemas.registry.config import RegistryServerConfig
 from schemas.registry.election import PrimaryElection
@@ -65,7 +66,12 @@ async def serve(config: RegistryServerConfig, stop: asyncio.Event) -> None:
     app = build_app(config, registry)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, config.host, config.port).start()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        reason = bind_failure(exc)
+        raise StatusPortBusy(config.host, config.port, reason, "registry port", "pass another --port") from None
     log.info("event=registry_listening url=%s topic=%s", config.url, config.topic)
     registry.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
 

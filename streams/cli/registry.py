@@ -12,6 +12,7 @@ from headwater.dependencies import DependencyDown
 from headwater.kafka.clients import KafkaConfigError
 from headwater.kafka.python_clients import UnsupportedProperty, aiokafka_options
 from headwater.settings import first_error
+from headwater.status import StatusPortBusy
 from schemas.registry.auth import AuthConfigError, load_users
 from schemas.registry.config import DEFAULT_TOPIC, RegistryServerConfig
 from schemas.registry.server import run
@@ -66,5 +67,5 @@ def serve(
         run(server)
     except DependencyDown as exc:
         fail(f"{exc}; see --startup-timeout")
-    except (KafkaConfigError, UnsupportedProperty) as exc:
+    except (StatusPortBusy, KafkaConfigError, UnsupportedProperty) as exc:
         fail(str(exc))
