@@ -36,7 +36,7 @@ from connectors.sink_loop import SinkLoop
 from connectors.source_loop import AsyncEmitter, SourceLoop
 from headwater.dependencies import DependencyDown
 from headwater.kafka import cluster
-from headwater.settings import HeadwaterSettings, RegistrySettings, field_path, layered, settings_from_data
+from headwater.settings import HeadwaterSettings, RegistrySettings, first_error, layered, settings_from_data
 from headwater.status import StatusPortBusy, StatusServer
 from schemas.client import registry_client, wait_for_registry
 
@@ -77,18 +77,11 @@ def _expand(text: str, path: Path) -> str:
     return _VARIABLE.sub(value, text)
 
 
-def _first_error(exc: ValidationError, prefix: str) -> str:
-    error = exc.errors()[0]
-    where = field_path([*([prefix] if prefix else []), *error["loc"]])
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {error['msg']}{more}"
-
-
 def _settings(path: Path, data: dict[str, Any], overrides: dict[str, Any]) -> RunFile:
     try:
         return settings_from_data(RunFile, data, **overrides)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {_first_error(exc, '')}") from exc
+        raise ConfigError(f"{path}: {first_error(exc)}") from exc
 
 
 def load_plan(
@@ -120,7 +113,7 @@ def load_plan(
         try:
             config = cls.Config.model_validate(entry.config)
         except ValidationError as exc:
-            raise ConfigError(f"{path}: {_first_error(exc, f'{where}.config')}") from exc
+            raise ConfigError(f"{path}: {first_error(exc, f'{where}.config')}") from exc
         connectors.append(cls(entry.name, config))
     return RunPlan(path, HeadwaterSettings(kafka=settings.kafka, registry=settings.registry), connectors)
 

@@ -19,8 +19,8 @@ from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSett
 from headwater.kafka.config import KafkaSettings, librdkafka_name
 
 __all__ = [
-    "HeadwaterSettings", "KafkaSettings", "RegistrySettings", "SettingsError", "layered", "load_settings",
-    "read_settings_file", "settings_from_data",
+    "HeadwaterSettings", "KafkaSettings", "RegistrySettings", "SettingsError", "field_path", "first_error", "layered",
+    "load_settings", "read_settings_file", "settings_from_data",
 ]
 
 
@@ -114,11 +114,11 @@ def field_path(loc: Sequence[int | str]) -> str:
     return text
 
 
-def first_error(exc: ValidationError) -> str:
-    """The first problem of a validation error in one line, `field: message (and N more)`."""
+def first_error(exc: ValidationError, prefix: str = "") -> str:
+    """The first problem of a validation error in one line, `[prefix.]field: message (and N more)`."""
     error = exc.errors()[0]
     more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{field_path(error['loc'])}: {error['msg']}{more}"
+    return f"{field_path([*([prefix] if prefix else []), *error['loc']])}: {error['msg']}{more}"
 
 
 def read_settings_file(yaml_file: Path) -> dict[str, Any]:
