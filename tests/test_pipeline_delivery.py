@@ -61,7 +61,7 @@ def start_worker(
 ) -> subprocess.Popen[bytes]:
     with log.open("ab") as output:
         return subprocess.Popen(
-            [HEADWATER, "run", str(pipeline), "--bootstrap", kafka.bootstrap, "--registry", registry.url,
+            [HEADWATER, "run", str(pipeline), "--bootstrap-servers", kafka.bootstrap, "--registry-url", registry.url,
              "--status-port", "0", "--session-timeout-ms", "6000", "--runtime", runtime],
             stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)},
         )

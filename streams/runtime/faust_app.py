@@ -46,7 +46,6 @@ from streams.runtime.engine import PipelineEngine
 from streams.runtime.records import HEADROOM, InMessage, OutMessage
 
 log = logging.getLogger(__name__)
-STATUS_HOST = "127.0.0.1"
 SHUTDOWN_LIMIT_S = 60.0
 
 
@@ -89,7 +88,7 @@ class FaustPipeline:
         return self.running and self.assigned > 0
 
     def build(self, prepared: batches.Prepared, datadir: Path, stop: asyncio.Event,
-              web_port: int | None = None) -> faust.App:
+              web_port: int | None = None, web_host: str = "127.0.0.1") -> faust.App:
         self.engine, self._stop = prepared.engine, stop
         limits = prepared.max_bytes.values()
         session_s = self.options.session_timeout_ms / 1000
@@ -113,8 +112,8 @@ class FaustPipeline:
             producer_request_timeout=60.0,
             web_enabled=web_port is not None,
             web_port=web_port or 6066,
-            web_bind=STATUS_HOST,
-            web_host=STATUS_HOST,
+            web_bind=web_host,
+            web_host=web_host,
             web_stats_enabled=False,
             web_graph_enabled=False,
             web_router_enabled=False,
@@ -219,11 +218,13 @@ class FaustRuntime:
         settings: HeadwaterSettings,
         options: WorkerOptions | None = None,
         status_port: int | None = None,
+        status_host: str = "127.0.0.1",
     ) -> None:
         self.options = options or WorkerOptions()
         self.pipelines = [FaustPipeline(config, settings, self.options) for config in configs]
         self.settings = settings
         self.status_port = status_port
+        self.status_host = status_host
 
     def ready(self) -> bool:
         return all(pipeline.ready for pipeline in self.pipelines)
@@ -232,11 +233,11 @@ class FaustRuntime:
         """Broker and registry (with backoff) before any Faust service starts; /healthz answers meanwhile."""
         halt = threading.Event()
         relay = asyncio.create_task(_set_when(stop, halt))
-        interim = endpoints.StatusServer(lambda: False, STATUS_HOST, self.status_port) \
+        interim = endpoints.StatusServer(lambda: False, self.status_host, self.status_port) \
             if self.status_port is not None else None
-        if interim is not None:
-            self.status_port = await interim.start()
         try:
+            if interim is not None:
+                self.status_port = await interim.start()
             return await asyncio.to_thread(
                 lambda: [batches.prepare(p.config, self.settings, self.options, halt) for p in self.pipelines]
             )
@@ -265,14 +266,16 @@ class FaustRuntime:
         return [pipeline.stats for pipeline in self.pipelines]
 
     async def _serve(self, prepared: list[batches.Prepared], datadir: Path, stop: asyncio.Event) -> None:
-        web_port = endpoints.usable_port(STATUS_HOST, self.status_port) if self.status_port is not None else None
+        # The interim server held the port until now; Faust's web server takes it over (StatusPortBusy if it went).
+        host = self.status_host
+        web_port = endpoints.usable_port(host, self.status_port) if self.status_port is not None else None
         apps = [
-            pipeline.build(ready, datadir, stop, web_port if index == 0 else None)
+            pipeline.build(ready, datadir, stop, web_port if index == 0 else None, host)
             for index, (pipeline, ready) in enumerate(zip(self.pipelines, prepared, strict=True))
         ]
         if web_port is not None:
             _status_pages(apps[0], self.ready)
-            log.info("event=status_server_started url=http://%s:%d runtime=faust", STATUS_HOST, web_port)
+            log.info("event=status_server_started url=http://%s:%d runtime=faust", host, web_port)
         worker = _EmbeddedWorker(
             apps[0], *apps[1:], loop=asyncio.get_running_loop(), quiet=True, override_logging=False,
             redirect_stdouts=False,
