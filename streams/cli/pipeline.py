@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from headwater import envelope
+from headwater.kafka.clients import KafkaConfigError
 from headwater.settings import HeadwaterSettings, load_settings
 from streams.runtime.batches import WorkerOptions
 from streams.runtime.config import PipelineConfigError, load_pipeline
@@ -65,7 +66,11 @@ def run(
         raise typer.Exit(2) from exc
     settings = _settings(config, bootstrap, registry)
     options = WorkerOptions(session_timeout_ms=session_timeout_ms)
-    stats = asyncio.run(run_workers(configs, settings, options, status_port=status_port, runtime=runtime))
+    try:
+        stats = asyncio.run(run_workers(configs, settings, options, status_port=status_port, runtime=runtime))
+    except KafkaConfigError as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
     for pipeline, result in zip(configs, stats, strict=True):
         console.print(
             f"{pipeline.label}: in {result.records_in}, out {result.records_out}, "

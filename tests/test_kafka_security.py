@@ -1,0 +1,298 @@
+"""Every Kafka client path against a broker whose only client listener is SASL_SSL (SCRAM-SHA-512), set up with
+librdkafka's property names: confluent-kafka and aiokafka clients from the Kafka layer, the registry, pipelines on
+both runtimes, a connector and the CLI. A wrong password ends in one line; the password is in no log of the run.
+
+The module starts its own broker (test certificates from trustme, a random password); settings reach the
+subprocesses as a `--config` YAML without the password, which comes from HEADWATER_KAFKA__SASL_PASSWORD.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import NewTopic
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+
+from headwater import envelope
+from headwater.kafka import clients
+from headwater.kafka.config import KafkaSettings
+from headwater.ports import free_port
+from tests.connect_support import wait_for
+from tests.fixtures.sasl import SecureKafka, secure_kafka
+from tests.pipeline_support import contact, encoder, pipeline_file
+
+WRONG_PASSWORD_DEADLINE_S = 60.0
+PAGE_VIEW = {
+    "type": "record", "name": "PageView", "namespace": "test.security",
+    "fields": [{"name": "view_id", "type": "string"}, {"name": "url", "type": "string"}],
+}
+
+
+@pytest.fixture(scope="module")
+def secure(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKafka]:
+    with secure_kafka(tmp_path_factory.mktemp("sasl")) as service:
+        yield service
+
+
+def spawn(
+    secure: SecureKafka, name: str, *args: str, password: str | None = None
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """`headwater ARGS` in the background, stdout and stderr to a log of the module, the password from the env."""
+    log = secure.log_file(name)
+    with log.open("ab") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", *args],
+            stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env={**os.environ, **secure.env(password)},
+        )
+    return process, log
+
+
+def headwater(secure: SecureKafka, name: str, *args: str, password: str | None = None,
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`headwater ARGS` to completion; its output is also kept as a log of the module."""
+    result = subprocess.run(
+        [sys.executable, "-m", "streams.cli", *args], capture_output=True, text=True, check=False,
+        timeout=timeout, env={**os.environ, **secure.env(password)}, stdin=subprocess.DEVNULL,
+    )
+    secure.log_file(name).write_text(result.stdout + result.stderr, encoding="utf-8")
+    return result
+
+
+def stop(process: subprocess.Popen[bytes], log: Path) -> None:
+    """SIGTERM and wait; the process must end cleanly."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 0, log.read_text(errors="replace")[-3000:]
+
+
+def create_topic(secure: SecureKafka, name: str, partitions: int = 1) -> str:
+    admin = clients.admin(secure.settings())
+    admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])[name].result(timeout=30)
+    return name
+
+
+Read = tuple[bytes, dict[str, str]]
+
+
+def read_all(secure: SecureKafka, topic: str, expected: int, timeout: float = 60.0) -> list[Read]:
+    """(key, headers) of the topic's records, read from the start over SASL_SSL until `expected` arrived."""
+    consumer = clients.consumer(secure.settings(), f"read-{uuid.uuid4().hex}")
+    consumer.subscribe([topic])
+    found: list[Read] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(found) < expected:
+            assert time.monotonic() < deadline, f"only {len(found)} of {expected} records on {topic}"
+            for message in consumer.consume(500, timeout=0.5):
+                if message.error() is None:
+                    headers = {name: (value or b"").decode() for name, value in message.headers() or []}
+                    found.append((message.key() or b"", headers))
+    finally:
+        consumer.close()
+    return found
+
+
+@dataclass
+class Registry:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def client(self) -> SchemaRegistryClient:
+        return SchemaRegistryClient({"url": self.url})
+
+
+@pytest.fixture(scope="module")
+def secure_registry(secure: SecureKafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """`headwater registry serve` storing its schemas in the SASL_SSL broker (aiokafka clients underneath)."""
+    config = secure.settings_file(tmp_path_factory.mktemp("registry") / "headwater.yaml")
+    port = free_port()
+    process, log = spawn(secure, "registry", "registry", "serve", "--port", str(port),
+                         "--topic", f"_schemas_{uuid.uuid4().hex[:8]}", "--config", str(config))
+    registry = Registry(f"http://127.0.0.1:{port}", process, log)
+
+    def ready() -> bool:
+        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
+        try:
+            return httpx.get(f"{registry.url}/readyz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(ready, 90, "the registry on the SASL_SSL broker to be ready")
+        yield registry
+    finally:
+        stop(process, log)
+
+
+def test_broker_refuses_plaintext_and_serves_only_sasl_ssl(secure: SecureKafka) -> None:
+    properties = (secure.broker.data_dir / "server.properties").read_text()
+    assert f"listeners=SASL_SSL://{secure.bootstrap}," in properties
+    assert "CONTROLLER://127.0.0.1:" in properties and "PLAINTEXT://" not in properties
+    assert secure.broker.status().protocol == "SASL_SSL"
+    plain = clients.admin(KafkaSettings.model_validate({"bootstrap.servers": secure.bootstrap}),
+                          log_level=0)
+    with pytest.raises(KafkaException):
+        plain.list_topics(timeout=3)
+
+
+async def test_confluent_and_aiokafka_clients_produce_and_consume(secure: SecureKafka) -> None:
+    settings = secure.settings()
+    topic = create_topic(secure, f"test.security{uuid.uuid4().hex[:8]}.raw", partitions=2)
+
+    producer = clients.producer(settings)
+    for index in range(10):
+        producer.produce(topic, key=f"k{index}".encode(), value=f"confluent-{index}".encode())
+    assert producer.flush(30) == 0
+
+    aio_producer = clients.aiokafka_producer(settings)
+    await aio_producer.start()
+    try:
+        for index in range(10):
+            await aio_producer.send_and_wait(topic, key=f"a{index}".encode(), value=f"aiokafka-{index}".encode())
+    finally:
+        await aio_producer.stop()
+
+    aio_consumer = clients.aiokafka_consumer(
+        settings, topic, group_id=f"aio-{uuid.uuid4().hex}", auto_offset_reset="earliest"
+    )
+    await aio_consumer.start()
+    seen_by_aiokafka: set[bytes] = set()
+    try:
+        deadline = time.monotonic() + 60
+        while len(seen_by_aiokafka) < 20 and time.monotonic() < deadline:
+            batches = await aio_consumer.getmany(timeout_ms=500)
+            seen_by_aiokafka |= {record.value for records in batches.values() for record in records if record.value}
+    finally:
+        await aio_consumer.stop()
+
+    seen_by_confluent = {key for key, _ in read_all(secure, topic, 20)}
+    expected_values = {f"confluent-{i}".encode() for i in range(10)} | {f"aiokafka-{i}".encode() for i in range(10)}
+    assert seen_by_aiokafka == expected_values
+    assert seen_by_confluent == {f"k{i}".encode() for i in range(10)} | {f"a{i}".encode() for i in range(10)}
+
+
+@pytest.mark.parametrize("runtime", ["direct", "faust"])
+def test_registry_and_pipeline_end_to_end(
+    secure: SecureKafka, secure_registry: Registry, tmp_path: Path, runtime: str
+) -> None:
+    domain = f"sec{uuid.uuid4().hex[:8]}"
+    raw = create_topic(secure, f"{domain}.contacts.raw", partitions=2)
+    serializer = encoder(secure_registry.client(), raw)
+    producer = clients.producer(secure.settings())
+    records = 30
+    for index in range(records):
+        producer.produce(raw, key=f"C{index:06d}".encode(), value=serializer.encode(contact(index)))
+    assert producer.flush(30) == 0
+
+    pipeline = pipeline_file(tmp_path, raw, enrich=[{"provider": "sentiment", "options": {"text_field": "notes"}}])
+    config = secure.settings_file(tmp_path / "headwater.yaml", registry={"url": secure_registry.url})
+    worker, log = spawn(secure, f"run-{runtime}", "run", str(pipeline), "--config", str(config),
+                        "--status-port", "0", "--runtime", runtime)
+    try:
+        enriched = read_all(secure, f"{domain}.contacts.enriched", records, timeout=120)
+    finally:
+        stop(worker, log)
+    assert {key for key, _ in enriched} == {f"C{i:06d}".encode() for i in range(records)}
+    assert {headers[envelope.SOURCE].rsplit("/", 2)[0] for _, headers in enriched} == {raw}
+
+    shown = headwater(secure, f"tail-{runtime}", "tail", f"{domain}.contacts.enriched", "--from-beginning",
+                      "--max", str(records), "--idle-timeout", "30", "--config", str(config))
+    assert shown.returncode == 0, shown.stderr
+    assert all(f"key=C{i:06d}" in shown.stdout for i in range(records)), shown.stdout[-2000:]
+
+
+def test_schemas_cli_registers_through_the_registry_on_the_secure_broker(
+    secure: SecureKafka, secure_registry: Registry, tmp_path: Path
+) -> None:
+    config = secure.settings_file(tmp_path / "headwater.yaml", registry={"url": secure_registry.url})
+    registered = headwater(secure, "schemas-register", "schemas", "register", "--config", str(config))
+    assert registered.returncode == 0, registered.stderr
+    assert registered.stdout.count("ok ") >= 1
+    checked = headwater(secure, "schemas-check", "schemas", "check", "--config", str(config))
+    assert checked.returncode == 0, checked.stderr
+
+
+def test_webhook_connector_writes_through_sasl_ssl(
+    secure: SecureKafka, secure_registry: Registry, tmp_path: Path
+) -> None:
+    topic = create_topic(secure, f"web{uuid.uuid4().hex[:8]}.views.raw")
+    secure_registry.client().register_schema(f"{topic}-value", Schema(json.dumps(PAGE_VIEW), "AVRO"))
+    port = free_port()
+    connectors = [{"name": f"wh-{topic}", "connector": "webhook", "config": {"port": port, "topics": [topic]}}]
+    config = secure.settings_file(tmp_path / "connect.yaml", registry={"url": secure_registry.url},
+                                  connectors=connectors)
+    process, log = spawn(secure, "connect", "connect", "run", str(config), "--status-port", "0")
+    views = [{"view_id": f"v-{index}", "url": f"/page/{index}"} for index in range(5)]
+
+    def accepted() -> bool:
+        assert process.poll() is None, log.read_text(errors="replace")[-3000:]
+        try:
+            response = httpx.post(f"http://127.0.0.1:{port}/topics/{topic}", json=views, timeout=30)
+        except httpx.TransportError:
+            return False
+        assert response.status_code == 200, response.text
+        return True
+
+    try:
+        wait_for(accepted, 60, "the webhook connector to accept page views")
+    finally:
+        stop(process, log)
+    assert sorted(key for key, _ in read_all(secure, topic, 5)) == [f"v-{index}".encode() for index in range(5)]
+
+
+def assert_one_line_refusal(result: subprocess.CompletedProcess[str], user: str) -> None:
+    output = (result.stdout + result.stderr).strip().splitlines()
+    errors = [line for line in output if line.startswith("error:")]
+    assert result.returncode != 0, output
+    assert len(errors) == 1, output
+    assert "refused the SASL_SSL connection" in errors[0] and f"as {user}" in errors[0], errors
+    assert "invalid credentials" in errors[0], errors
+    assert "Traceback" not in result.stderr and not any(line.startswith("%") for line in output), output
+
+
+@pytest.mark.parametrize("command", ["run-direct", "run-faust", "tail"])
+def test_wrong_password_ends_in_one_line_and_a_non_zero_exit(
+    secure: SecureKafka, tmp_path: Path, command: str
+) -> None:
+    config = secure.settings_file(tmp_path / "headwater.yaml", registry={"url": f"http://127.0.0.1:{free_port()}"})
+    args: Sequence[str]
+    if command == "tail":
+        args = ("tail", "sec.anything.raw", "--config", str(config))
+    else:
+        pipeline = pipeline_file(tmp_path, "sec.contacts.raw")
+        args = ("run", str(pipeline), "--config", str(config), "--status-port", "0",
+                "--runtime", command.removeprefix("run-"))
+    started = time.monotonic()
+    result = headwater(secure, f"wrong-{command}", *args, password=f"not-{secure.password}",
+                       timeout=WRONG_PASSWORD_DEADLINE_S)
+    assert time.monotonic() - started < WRONG_PASSWORD_DEADLINE_S
+    assert_one_line_refusal(result, "pipeline")
+
+
+def test_no_secret_in_any_log(secure: SecureKafka) -> None:
+    """Runs last: every log the module's processes and the broker wrote, searched for the password."""
+    logs = secure.every_log()
+    names = {path.name for path in logs}
+    assert "server.log" in names and secure.broker.log_file.stat().st_size > 0
+    assert any(name.startswith("registry-") for name in names), "the module's subprocess logs were collected"
+    leaking = [str(path) for path in logs if secure.password.encode() in path.read_bytes()]
+    assert leaking == []
