@@ -28,9 +28,12 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from headwater import envelope
 from headwater.kafka import clients
 from headwater.kafka.config import KafkaSettings
+from headwater.kafka.python_clients import faust_broker_options
 from headwater.ports import free_port
+from streams.broker.security import SECURITY_FILE
+from tests.cli import headwater as plain_headwater
 from tests.connect_support import wait_for
-from tests.fixtures.sasl import SecureKafka, secure_kafka
+from tests.fixtures.sasl import SecureKafka, secure_kafka, write_certificates
 from tests.pipeline_support import contact, encoder, pipeline_file
 
 WRONG_PASSWORD_DEADLINE_S = 60.0
@@ -190,6 +193,21 @@ async def test_confluent_and_aiokafka_clients_produce_and_consume(secure: Secure
     assert seen_by_confluent == {f"k{i}".encode() for i in range(10)} | {f"a{i}".encode() for i in range(10)}
 
 
+async def test_python_clients_take_the_ca_inline_as_ssl_ca_pem(secure: SecureKafka) -> None:
+    """librdkafka's `ssl.ca.pem` instead of `ssl.ca.location`: aiokafka (and so Faust) trust the same CA."""
+    properties = {key: value for key, value in secure.properties().items() if key != "ssl.ca.location"}
+    settings = KafkaSettings.model_validate({**properties, "ssl.ca.pem": secure.certificates.ca.read_text()})
+    assert faust_broker_options(settings)["broker_credentials"].ssl_context is not None
+    topic = create_topic(secure, f"test.inline{uuid.uuid4().hex[:8]}.raw")
+    producer = clients.aiokafka_producer(settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, key=b"inline", value=b"ca")
+    finally:
+        await producer.stop()
+    assert [key for key, _ in read_all(secure, topic, 1)] == [b"inline"]
+
+
 def test_registry_and_pipelines_on_both_runtimes_end_to_end(
     secure: SecureKafka, secure_registry: Registry, tmp_path: Path
 ) -> None:
@@ -297,11 +315,34 @@ def test_wrong_password_ends_in_one_line_and_a_non_zero_exit(secure: SecureKafka
         assert_one_line_refusal(name, process.returncode, log.read_text(errors="replace"), "pipeline")
 
 
+def test_broker_cli_refuses_incomplete_or_unusable_tls_settings(tmp_path: Path) -> None:
+    certificates = write_certificates(tmp_path / "tls")
+    users = tmp_path / "users"
+    users.write_text("someone:something\n")
+    data_dir = str(tmp_path / "broker")
+    missing = plain_headwater("broker", "start", "--data-dir", data_dir, "--ssl-key", str(certificates.key))
+    assert missing.returncode == 1
+    assert "a SASL_SSL listener also needs --ssl-certificate-chain, --ssl-ca, --scram-users-file" in missing.stderr
+    traditional_key = tmp_path / "traditional.pem"
+    traditional_key.write_text("-----BEGIN EC PRIVATE KEY-----\nAAAA\n-----END EC PRIVATE KEY-----\n")
+    unusable = plain_headwater(
+        "broker", "start", "--data-dir", data_dir, "--port", str(free_port()),
+        "--ssl-certificate-chain", str(certificates.chain), "--ssl-key", str(traditional_key),
+        "--ssl-ca", str(certificates.ca), "--scram-users-file", str(users),
+    )
+    assert unusable.returncode == 1
+    assert "must be an unencrypted PKCS#8 PEM key" in unusable.stderr, unusable.stderr
+    assert "Traceback" not in unusable.stderr and not (tmp_path / "broker" / "kraft").exists()
+
+
 def test_no_secret_in_any_log(secure: SecureKafka) -> None:
-    """Runs last: every log the module's processes and the broker wrote, searched for the password."""
+    """Runs last: every log the module's processes and the broker wrote, searched for the user's password (the
+    wrong passwords tried above contain it, so they are searched too) and the broker's inter-broker password."""
     logs = secure.every_log()
     names = {path.name for path in logs}
     assert "server.log" in names and secure.broker.log_file.stat().st_size > 0
     assert any(name.startswith("registry-") for name in names), "the module's subprocess logs were collected"
-    leaking = [str(path) for path in logs if secure.password.encode() in path.read_bytes()]
-    assert leaking == []
+    inter_broker = json.loads((secure.broker.data_dir / SECURITY_FILE).read_text())["inter_broker_password"]
+    for secret in (secure.password, inter_broker):
+        leaking = [str(path) for path in logs if secret.encode() in path.read_bytes()]
+        assert leaking == []
