@@ -334,6 +334,20 @@ def test_broker_cli_refuses_incomplete_or_unusable_tls_settings(tmp_path: Path) 
     assert "must be an unencrypted PKCS#8 PEM key" in unusable.stderr, unusable.stderr
     assert "Traceback" not in unusable.stderr and not (tmp_path / "broker" / "kraft").exists()
 
+    formatted_without_users = tmp_path / "plaintext-broker"
+    (formatted_without_users / "kraft").mkdir(parents=True)
+    (formatted_without_users / "kraft" / "meta.properties").write_text(
+        "version=1\ncluster.id=PlainClusterAAAAAAAAAAA\nnode.id=1\n"
+    )
+    refused = plain_headwater(
+        "broker", "start", "--data-dir", str(formatted_without_users), "--port", str(free_port()),
+        "--ssl-certificate-chain", str(certificates.chain), "--ssl-key", str(certificates.key),
+        "--ssl-ca", str(certificates.ca), "--scram-users-file", str(users),
+    )
+    assert refused.returncode == 1
+    assert "SCRAM users are created when the data dir is formatted" in refused.stderr, refused.stderr
+    assert "has users none, not ['someone']" in refused.stderr, refused.stderr
+
 
 def test_no_secret_in_any_log(secure: SecureKafka) -> None:
     """Runs last: every log the module's processes and the broker wrote, searched for the user's password (the
