@@ -165,6 +165,12 @@ async def test_confluent_and_aiokafka_clients_produce_and_consume(secure: Secure
     for index in range(10):
         producer.produce(topic, key=f"k{index}".encode(), value=f"confluent-{index}".encode())
     assert producer.flush(30) == 0
+    # A commit makes the broker write transaction markers to itself: the inter-broker side of the listener.
+    transactional = clients.transactional_producer(settings, f"security-{uuid.uuid4().hex[:8]}")
+    transactional.init_transactions(60)
+    transactional.begin_transaction()
+    transactional.produce(topic, key=b"t0", value=b"transactional-0")
+    transactional.commit_transaction(60)
 
     aio_producer = clients.aiokafka_producer(settings)
     await aio_producer.start()
@@ -181,16 +187,17 @@ async def test_confluent_and_aiokafka_clients_produce_and_consume(secure: Secure
     seen_by_aiokafka: set[bytes] = set()
     try:
         deadline = time.monotonic() + 60
-        while len(seen_by_aiokafka) < 20 and time.monotonic() < deadline:
+        while len(seen_by_aiokafka) < 21 and time.monotonic() < deadline:
             batches = await aio_consumer.getmany(timeout_ms=500)
             seen_by_aiokafka |= {record.value for records in batches.values() for record in records if record.value}
     finally:
         await aio_consumer.stop()
 
-    seen_by_confluent = {key for key, _ in read_all(secure, topic, 20)}
+    seen_by_confluent = {key for key, _ in read_all(secure, topic, 21)}
     expected_values = {f"confluent-{i}".encode() for i in range(10)} | {f"aiokafka-{i}".encode() for i in range(10)}
-    assert seen_by_aiokafka == expected_values
-    assert seen_by_confluent == {f"k{i}".encode() for i in range(10)} | {f"a{i}".encode() for i in range(10)}
+    assert seen_by_aiokafka == expected_values | {b"transactional-0"}
+    expected_keys = {f"k{i}".encode() for i in range(10)} | {f"a{i}".encode() for i in range(10)} | {b"t0"}
+    assert seen_by_confluent == expected_keys
 
 
 async def test_python_clients_take_the_ca_inline_as_ssl_ca_pem(secure: SecureKafka) -> None:
