@@ -338,7 +338,10 @@ def test_broker_cli_refuses_incomplete_or_unusable_tls_settings(tmp_path: Path) 
         "--ssl-ca", str(certificates.ca), "--scram-users-file", str(users),
     )
     assert unusable.returncode == 1
-    assert "must be an unencrypted PKCS#8 PEM key" in unusable.stderr, unusable.stderr
+    assert unusable.stderr.strip().splitlines() == [
+        f"error: the broker's private key {traditional_key} must be an unencrypted PKCS#8 PEM key (-----BEGIN "
+        "PRIVATE KEY-----); convert it with `openssl pkcs8 -topk8 -nocrypt`"
+    ], unusable.stderr
     assert "Traceback" not in unusable.stderr and not (tmp_path / "broker" / "kraft").exists()
 
     formatted_without_users = tmp_path / "plaintext-broker"

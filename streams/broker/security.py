@@ -107,6 +107,7 @@ class BrokerSecurity:
     """The SASL_SSL side of one data dir: its inter-broker credential, format arguments and server properties."""
 
     def __init__(self, listener: SaslSsl, data_dir: Path) -> None:
+        listener.check()
         self.listener = listener
         self.path = data_dir / SECURITY_FILE
 
@@ -123,7 +124,6 @@ class BrokerSecurity:
 
     def prepare(self, formatted: bool) -> list[str]:
         """The `--add-scram` arguments of a first format, or none on a formatted data dir whose users match."""
-        self.listener.check()
         names = sorted(user.name for user in self.listener.users)
         recorded = self._read()
         if formatted:

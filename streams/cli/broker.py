@@ -52,10 +52,9 @@ def _sasl_ssl(
              "--scram-users-file": users_file}
     if all(value is None for value in given.values()):
         return None
-    missing = [flag for flag, value in given.items() if value is None]
-    if missing:
+    if certificate_chain is None or private_key is None or ca is None or users_file is None:
+        missing = [flag for flag, value in given.items() if value is None]
         raise BrokerError(f"a SASL_SSL listener also needs {', '.join(missing)}")
-    assert certificate_chain and private_key and ca and users_file
     return SaslSsl(certificate_chain, private_key, ca, load_scram_users(users_file))
 
 

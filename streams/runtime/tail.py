@@ -17,7 +17,8 @@ from headwater.settings import HeadwaterSettings
 from schemas.client import registry_client
 from schemas.serde import AvroDeserializer, SerdeError
 
-STARTUP_DEADLINE_S = 30.0
+# As long as tail waited for metadata before it checked the broker first.
+STARTUP_DEADLINE_S = 10.0
 
 
 @dataclass(frozen=True)
