@@ -22,13 +22,18 @@ log = logging.getLogger(__name__)
 def wait_for_broker(
     kafka: KafkaSettings, deadline: float = 300.0, halt: threading.Event | None = None
 ) -> AdminClient:
-    """An admin client once the cluster answers a metadata request; retried with backoff until the deadline."""
-    admin = clients.admin(kafka, log_level=0, **{"socket.timeout.ms": 3000})
+    """An admin client once the cluster answers a metadata request; retried with backoff until the deadline.
+
+    Refused credentials or TLS settings raise `clients.AuthenticationFailed` at once: no retry can fix them."""
+    refusals = clients.Refusals()
+    admin = clients.admin(kafka, log_level=0, error_cb=refusals, **{"socket.timeout.ms": 3000})
 
     def check() -> None:
         try:
             metadata = admin.list_topics(timeout=3)
         except KafkaException as exc:
+            admin.poll(0)  # serves the error callbacks that say why
+            refusals.raise_first(kafka)
             log.warning("event=broker_unreachable bootstrap=%s error=%s", kafka.bootstrap_servers, exc)
             raise DependencyDown(f"broker {kafka.bootstrap_servers} unreachable") from exc
         if not metadata.brokers:
