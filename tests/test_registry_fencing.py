@@ -85,7 +85,7 @@ async def test_a_deposed_primary_write_is_refused_once_a_new_primary_took_over(k
 
         new.follow_role(True)  # elected while the old primary still believes it is one
         await new.take_over()
-        assert new.state.max_id == 1, "the new primary read the old one's last id before minting any"
+        assert new.state.max_id == 1, "the new primary read the old one's last write before minting any id"
 
         with pytest.raises(errors.RegistryError) as refused:
             await old.write(*schema_record("zombie", 2))

@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
 import avro.schema
-from aiokafka.errors import KafkaError
 
 from schemas.registry import errors, records
 from schemas.registry.compatibility import DEFAULT_LEVEL, check_level, incompatibilities, is_transitive
@@ -84,14 +83,10 @@ class RegistryService:
         task.add_done_callback(self._role_tasks.discard)
 
     async def _apply_role(self) -> None:
+        # Refused when not primary, or a failed takeover the store logged: the next write takes over again.
         async with self._write_lock:
-            try:
+            with suppress(errors.RegistryError):
                 await self.store.take_over()
-            except errors.RegistryError as exc:
-                if exc.code != errors.UNKNOWN_PRIMARY:
-                    log.warning("event=registry_take_over_failed error=%s retry=next_write", exc.code)
-            except KafkaError as exc:
-                log.warning("event=registry_take_over_failed error=%s retry=next_write", type(exc).__name__)
 
     async def close(self) -> None:
         for task in list(self._role_tasks):

@@ -16,7 +16,7 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import ProducerFenced
+from aiokafka.errors import KafkaError, ProducerFenced
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
 from headwater.kafka import clients
@@ -27,6 +27,8 @@ from schemas.registry.state import RegistryState
 log = logging.getLogger(__name__)
 
 READ_BACK_TIMEOUT_SECONDS = 30.0
+WRITE_TIMEOUT_SECONDS = 30.0
+TAKE_OVER_TIMEOUT_SECONDS = 30.0
 
 
 def transactional_id(topic: str) -> str:
@@ -142,8 +144,15 @@ class SchemaLog:
             await self._retire_writer()
             writer = clients.aiokafka_producer(self.kafka, linger_ms=0, transactional_id=transactional_id(self.topic))
             try:
-                await writer.start()
+                async with asyncio.timeout(TAKE_OVER_TIMEOUT_SECONDS):  # aiokafka retries InitProducerId forever
+                    await writer.start()
                 await self.catch_up()
+            except (KafkaError, TimeoutError) as exc:
+                await writer.stop()
+                log.warning("event=schemas_take_over_failed topic=%s error=%s", self.topic, type(exc).__name__)
+                raise errors.RegistryError(
+                    500, errors.STORE_ERROR, f"Could not take {self.topic} over as primary: {type(exc).__name__}"
+                ) from exc
             except BaseException:
                 await writer.stop()
                 raise
@@ -160,15 +169,18 @@ class SchemaLog:
         if writer is None:
             raise not_primary("is not the primary")
         try:
-            async with writer.transaction():
+            async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
+                await writer.begin_transaction()
                 metadata = await writer.send_and_wait(self.topic, value=value, key=key, partition=0)
+                await writer.commit_transaction()
         except ProducerFenced as exc:
             log.warning("event=registry_fenced topic=%s term=%d", self.topic, self._writer_term)
             await self._retire_writer()
             raise not_primary("was deposed as primary by a newer one") from exc
         except Exception as exc:  # aiokafka raises KafkaError subclasses and timeouts
             log.error("event=schemas_write_failed topic=%s error=%s", self.topic, type(exc).__name__)
-            # The outcome is unknown: take over afresh, which settles the transaction and reads back what committed.
+            # The outcome is unknown and the transaction may be open: take over afresh before the next write, which
+            # ends that transaction and reads back whatever committed.
             self._writer_term = 0
             await self._retire_writer()
             raise errors.RegistryError(500, errors.STORE_ERROR, f"Error while writing to {self.topic}: {exc}") from exc
