@@ -144,7 +144,8 @@ class Registrar:
 
     url: str
     subjects: list[str]
-    answered: dict[str, int] = field(default_factory=dict)
+    _answered: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def run(self, stop: threading.Event) -> None:
         client = SchemaRegistryClient({"url": self.url, "retries.wait.ms": 200, "timeout": 30})
@@ -152,9 +153,15 @@ class Registrar:
             if stop.is_set():
                 return
             try:
-                self.answered[subject] = client.register_schema(subject, subject_schema(subject))
+                schema_id = client.register_schema(subject, subject_schema(subject))
             except (SchemaRegistryError, registry_http.TransportError):  # its HTTP client's own connection errors
                 continue
+            with self._lock:
+                self._answered[subject] = schema_id
+
+    def answered(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._answered)
 
 
 @contextmanager
@@ -223,7 +230,7 @@ def assert_ids_truthful(kafka: KafkaService, survivor: RegistryProcess, told: di
 def told_ids(registrars: list[Registrar]) -> dict[str, set[int]]:
     told: dict[str, set[int]] = defaultdict(set)
     for registrar in registrars:
-        for subject, schema_id in registrar.answered.items():
+        for subject, schema_id in registrar.answered().items():
             told[subject].add(schema_id)
     return told
 
@@ -247,9 +254,9 @@ def test_registrations_in_flight_against_both_survive_the_primary_stopping(
             primary.process.send_signal(stop_signal)
             assert primary.process.wait(30) == (0 if stop_signal == signal.SIGTERM else -signal.SIGKILL)
             wait_for(lambda: is_primary(survivor), timeout=HANDOVER_SECONDS, what="the survivor to take over")
-            handed_over = len(by_survivor.answered)
+            handed_over = len(by_survivor.answered())
             wait_for(
-                lambda: len(by_survivor.answered) >= handed_over + 30, timeout=60, what="registrations afterwards"
+                lambda: len(by_survivor.answered()) >= handed_over + 30, timeout=60, what="registrations afterwards"
             )
         assert_ids_truthful(registry.kafka, survivor, told_ids(registrars))
     finally:
