@@ -59,10 +59,11 @@ async def _with_backoff(what: str, attempt: Callable[[], Awaitable[None]]) -> No
 async def serve(config: RegistryServerConfig, stop: asyncio.Event) -> None:
     state = RegistryState()
     store = SchemaLog(config.kafka, config.topic, state)
+    service = RegistryService(state, store, config.max_schema_bytes)
     election = PrimaryElection(
-        config.kafka, config.topic, config.election_group, config.url, on_change=lambda _: store.mark_stale()
+        config.kafka, config.topic, config.election_group, config.url, on_change=service.follow_role
     )
-    registry = Registry(RegistryService(state, store, config.max_schema_bytes), election)
+    registry = Registry(service, election)
     app = build_app(config, registry)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
@@ -107,6 +108,7 @@ async def serve(config: RegistryServerConfig, stop: asyncio.Event) -> None:
         await asyncio.gather(connecting, stopping, return_exceptions=True)
         await runner.cleanup()
         await election.stop()
+        await service.close()
         await store.stop()
         await registry.session.close()
         log.info("event=registry_stopped")
