@@ -301,13 +301,20 @@ def assert_one_line_refusal(name: str, returncode: int, output: str, user: str) 
 
 
 def test_wrong_password_ends_in_one_line_and_a_non_zero_exit(secure: SecureKafka, tmp_path: Path) -> None:
-    """`run` on both runtimes and `tail`, side by side, with a password the broker refuses."""
+    """`run` on both runtimes, `tail`, `connect run` and `registry serve`, side by side, with a password the broker
+    refuses."""
     config = secure.settings_file(tmp_path / "headwater.yaml", registry={"url": f"http://127.0.0.1:{free_port()}"})
     pipeline = pipeline_file(tmp_path, "sec.contacts.raw", quality=None)
+    connectors = [{"name": "wh-wrong", "connector": "webhook",
+                   "config": {"port": free_port(), "topics": ["sec.pageviews.raw"]}}]
+    connect_config = secure.settings_file(tmp_path / "connect.yaml", registry={"url": f"http://127.0.0.1:{free_port()}"},
+                                          connectors=connectors)
     commands: dict[str, Sequence[str]] = {
         "tail": ("tail", "sec.anything.raw", "--config", str(config)),
         **{f"run-{runtime}": ("run", str(pipeline), "--config", str(config), "--status-port", "0",
                               "--runtime", runtime) for runtime in ("direct", "faust")},
+        "connect": ("connect", "run", str(connect_config), "--status-port", "0"),
+        "registry": ("registry", "serve", "--port", str(free_port()), "--config", str(config)),
     }
     started = time.monotonic()
     running = {name: spawn(secure, f"wrong-{name}", *args, password=f"not-{secure.password}")

@@ -14,6 +14,7 @@ from aiohttp import web
 from tenacity import AsyncRetrying, retry_if_not_exception_type, wait_exponential
 
 from headwater.dependencies import DependencyDown
+from headwater.kafka.clients import KafkaConfigError
 from headwater.status import StatusPortBusy, bind_failure
 from schemas.registry.auth import basic_auth_middleware, load_users
 from schemas.registry.config import RegistryServerConfig
@@ -44,7 +45,7 @@ def build_app(config: RegistryServerConfig, registry: Registry) -> web.Applicati
 async def _with_backoff(what: str, attempt: Callable[[], Awaitable[None]]) -> None:
     async for retry in AsyncRetrying(
         wait=wait_exponential(multiplier=0.5, max=10),
-        retry=retry_if_not_exception_type((TopicLayoutError, asyncio.CancelledError)),
+        retry=retry_if_not_exception_type((TopicLayoutError, KafkaConfigError, asyncio.CancelledError)),
         before_sleep=lambda state: log.warning(
             "event=kafka_unavailable step=%s attempt=%d error=%s",
             what,

@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-from headwater.kafka import clients
+from headwater.kafka import clients, cluster
 from headwater.settings import KafkaSettings
 from schemas.registry import errors
 from schemas.registry.state import RegistryState
@@ -45,8 +45,9 @@ class TopicLayoutError(RuntimeError):
 
 
 def ensure_topic(kafka: KafkaSettings, topic: str) -> None:
-    """Create the single-partition compacted topic if missing (blocking: call from an executor)."""
-    admin = clients.admin(kafka)
+    """Create the single-partition compacted topic if missing (blocking: call from an executor); a refused login
+    or TLS handshake raises at once instead of being retried."""
+    admin = cluster.wait_for_broker(kafka, deadline=5)
     metadata = admin.list_topics(timeout=5)
     existing = metadata.topics.get(topic)
     if existing is not None and existing.error is None:

@@ -14,6 +14,7 @@ from rich.table import Table
 from connectors.connector_index import available, describe
 from connectors.runner import ConfigError, Runner, load_plan
 from headwater.dependencies import DependencyDown
+from headwater.kafka.clients import KafkaConfigError
 from headwater.settings import read_settings_file
 from headwater.status import StatusPortBusy
 from streams.cli.options import (
@@ -76,7 +77,7 @@ def run(
         runner.run()
     except DependencyDown as exc:
         fail(f"{exc} (gave up after --startup-timeout {startup_timeout:g}s)")
-    except StatusPortBusy as exc:
+    except (StatusPortBusy, KafkaConfigError) as exc:
         fail(str(exc))
     if runner.failures:
         for failure in runner.failures:
