@@ -9,6 +9,8 @@ from streams.cli import broker, connect
 from streams.cli import pipeline as pipeline_cli
 from streams.cli import registry as registry_cli
 from streams.cli import schemas as schemas_cli
+from streams.cli.consume import consume_command
+from streams.cli.produce import produce
 
 app = typer.Typer(
     name="headwater",
@@ -21,6 +23,8 @@ app.add_typer(connect.app, name="connect")
 app.add_typer(registry_cli.app, name="registry")
 app.add_typer(schemas_cli.app, name="schemas")
 pipeline_cli.register(app)
+app.command("produce")(produce)
+app.command("consume")(consume_command)
 
 
 @app.callback()
