@@ -10,6 +10,7 @@ returns at once; `flush` waits for the broker's acknowledgements and raises if a
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
 import uuid
@@ -99,6 +100,9 @@ class Producer:
         self._lock = threading.Lock()
         self._failures: list[ProduceFailure] = []
         self._sent = 0
+        # A random prefix per producer and a counter: unique trace ids without a urandom call per record.
+        self._trace_prefix = uuid.uuid4().hex[:16]
+        self._trace_numbers = itertools.count()
 
     def schema(self, topic: str) -> dict[str, Any]:
         """The value schema records for `topic` are checked and encoded with."""
@@ -142,7 +146,7 @@ class Producer:
 
     def _headers(self, trace_id: str | None, source: str | None, extra: Mapping[str, str] | None) -> HeaderList:
         headers: HeaderList = [
-            (envelope.TRACE_ID, (trace_id or uuid.uuid4().hex).encode()),
+            (envelope.TRACE_ID, (trace_id or f"{self._trace_prefix}{next(self._trace_numbers):016x}").encode()),
             (envelope.SOURCE, (source or self.source).encode()),
         ]
         headers.extend((name, value.encode("utf-8")) for name, value in (extra or {}).items())
