@@ -73,8 +73,9 @@ def parse_until(text: str | None) -> Until:
     return Until("time", at=parse_time(text))
 
 
-def _offsets_at(consumer: Consumer, topic: str, partitions: list[int], at: datetime, ends: dict[int, int],
-                timeout: float) -> dict[int, int]:
+def offsets_at(consumer: Consumer, topic: str, partitions: list[int], at: datetime, ends: dict[int, int],
+               timeout: float = 30.0) -> dict[int, int]:
+    """Per partition, the first offset whose timestamp is at or after `at`; its end when there is none."""
     millis = int(at.timestamp() * 1000)
     found = consumer.offsets_for_times([TopicPartition(topic, p, millis) for p in partitions], timeout=timeout)
     return {tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found}
@@ -97,7 +98,7 @@ def resolve(
         begin = dict(ends)
     elif start.kind == "time":
         assert start.at is not None
-        begin = _offsets_at(consumer, topic, partitions, start.at, ends, timeout)
+        begin = offsets_at(consumer, topic, partitions, start.at, ends, timeout)
     else:
         assert start.offsets is not None
         unknown = sorted(set(start.offsets) - set(partitions))
@@ -110,5 +111,5 @@ def resolve(
         stop = dict(ends)
     else:
         assert until.at is not None
-        stop = _offsets_at(consumer, topic, partitions, until.at, ends, timeout)
+        stop = offsets_at(consumer, topic, partitions, until.at, ends, timeout)
     return begin, stop
