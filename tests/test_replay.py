@@ -8,114 +8,30 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import yaml
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from headwater import envelope
 from tests.cli import headwater as run_cli
 from tests.fixtures.kafka import KafkaService
 from tests.fixtures.registry import RegistryService
-from tests.pipeline_support import contact, encoder, pipeline_file, produce_values
-
-HEADWATER = str(Path(sys.executable).parent / "headwater")
-REPO = Path(__file__).parent.parent
-
-
-def _config(tmp_path: Path, kafka: KafkaService, registry: RegistryService) -> str:
-    path = tmp_path / "headwater.yaml"
-    path.write_text(f"kafka:\n  bootstrap.servers: {kafka.bootstrap}\nregistry:\n  url: {registry.url}\n")
-    return str(path)
-
-
-def _committed_records(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    """Every committed record of `topic` (read_committed, to its end): position, key and headers."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{uuid.uuid4().hex}",
-                         "isolation.level": "read_committed", "enable.auto.commit": False})
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return []
-        try:
-            ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-                    for p in metadata.partitions}
-        except KafkaException:  # a topic created a moment ago may have no leader yet: nothing readable so far
-            return []
-        consumer.assign([TopicPartition(topic, p, 0) for p, end in ends.items() if end > 0])
-        open_partitions = {p for p, end in ends.items() if end > 0}
-        found: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 60
-        while open_partitions:
-            assert time.monotonic() < deadline, f"could not read {topic} to its end"
-            for message in consumer.consume(1000, 0.5):
-                if message.error() is None:
-                    found.append({"key": message.key(), "partition": message.partition(),
-                                  "headers": {k: (v or b"").decode() for k, v in message.headers() or []}})
-            for tp in consumer.position([TopicPartition(topic, p) for p in list(open_partitions)]):
-                if tp.offset >= ends[tp.partition]:
-                    open_partitions.discard(tp.partition)
-        return found
-    finally:
-        consumer.close()
-
-
-def _group_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        return {tp.partition: tp.offset
-                for tp in consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)}
-    finally:
-        consumer.close()
-
-
-def _setup(tmp_path: Path, kafka: KafkaService, registry: RegistryService, records: int,
-           batch: int = 100) -> tuple[str, Path, str]:
-    raw = kafka.create_topic(partitions=2)
-    serializer = encoder(registry.client(), raw)
-    produce_values(kafka.bootstrap, raw, [
-        (f"C{n:06d}".encode(), serializer.encode(contact(n, notes=f"note {n} was great"))) for n in range(records)
-    ])
-    pipeline = pipeline_file(tmp_path, raw, quality=None,
-                             enrich=[{"provider": "sentiment", "options": {"text_field": "notes"}}],
-                             batch={"size": batch, "linger_ms": 20})
-    return raw, pipeline, _config(tmp_path, kafka, registry)
-
-
-def _run_live(pipeline: Path, config: str, enriched: str, bootstrap: str, expected: int, log: Path) -> None:
-    """The live pipeline (direct runtime) until its enriched topic holds `expected` records, then SIGTERM."""
-    with log.open("ab") as output:
-        worker = subprocess.Popen([HEADWATER, "run", str(pipeline), "--config", config, "--runtime", "direct",
-                                   "--status-port", "0"], stdout=output, stderr=subprocess.STDOUT,
-                                  env={**os.environ, "PYTHONPATH": str(REPO)})
-    try:
-        deadline = time.monotonic() + 120
-        while len(_committed_records(bootstrap, enriched)) < expected:
-            assert worker.poll() is None, log.read_text()[-2000:]
-            assert time.monotonic() < deadline, "the live pipeline did not catch up"
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(60) == 0, log.read_text()[-2000:]
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait(10)
+from tests.replay_support import HEADWATER, REPO, committed_records, contacts_pipeline, group_offsets, run_live
 
 
 def test_replay_range_to_a_side_topic_once_then_diff_and_promote(
     tmp_path: Path, kafka: KafkaService, registry: RegistryService
 ) -> None:
-    raw, pipeline, config = _setup(tmp_path, kafka, registry, 400)
+    raw, pipeline, config = contacts_pipeline(tmp_path, kafka, registry, 400)
     domain, entity = raw.split(".")[:2]
     enriched = f"{domain}.{entity}.enriched"
-    _run_live(pipeline, config, enriched, kafka.bootstrap, 400, tmp_path / "live.log")
+    run_live(pipeline, config, enriched, kafka.bootstrap, 400, tmp_path / "live.log")
     live_group = yaml.safe_load(pipeline.read_text())["consumer_group"]
-    live_offsets = _group_offsets(kafka.bootstrap, live_group, raw, 2)
+    live_offsets = group_offsets(kafka.bootstrap, live_group, raw, 2)
     run_id = f"t{uuid.uuid4().hex[:8]}"
     side = f"{domain}.{entity}.backfill.{run_id}"
 
@@ -123,21 +39,21 @@ def test_replay_range_to_a_side_topic_once_then_diff_and_promote(
                   "--config", config)
     assert dry.returncode == 0, dry.stderr
     assert "100 records; estimated" in dry.stdout and "estimated AI cost $0.0000" in dry.stdout
-    assert _committed_records(kafka.bootstrap, side) == []
+    assert committed_records(kafka.bootstrap, side) == []
 
     replayed = run_cli("replay", str(pipeline), "--offsets", "0:10-60,1:0-50", "--run-id", run_id, "--config", config)
     assert replayed.returncode == 0, replayed.stderr
     assert "in 100, out 100, dead-lettered 0" in replayed.stdout
-    records = _committed_records(kafka.bootstrap, side)
+    records = committed_records(kafka.bootstrap, side)
     sources = Counter(record["headers"][envelope.SOURCE] for record in records)
     expected = {f"{raw}/0/{o}" for o in range(10, 60)} | {f"{raw}/1/{o}" for o in range(50)}
     assert set(sources) == expected and set(sources.values()) == {1}
     assert {record["headers"]["hw-replay-run"] for record in records} == {run_id}
-    assert _group_offsets(kafka.bootstrap, live_group, raw, 2) == live_offsets
+    assert group_offsets(kafka.bootstrap, live_group, raw, 2) == live_offsets
 
     again = run_cli("replay", str(pipeline), "--offsets", "0:10-60,1:0-50", "--run-id", run_id, "--config", config)
     assert again.returncode == 0, again.stderr
-    assert len(_committed_records(kafka.bootstrap, side)) == 100
+    assert len(committed_records(kafka.bootstrap, side)) == 100
 
     same = run_cli("replay", "diff", run_id, "--config", config)
     assert same.returncode == 0, same.stderr
@@ -159,14 +75,14 @@ def test_replay_range_to_a_side_topic_once_then_diff_and_promote(
     assert "promoted 30 records" in promoted.stdout
     twice = run_cli("replay", "promote", changed_run, "--config", config)
     assert "promoted 0 records" in twice.stdout
-    live = _committed_records(kafka.bootstrap, enriched)
+    live = committed_records(kafka.bootstrap, enriched)
     assert sum(1 for record in live if record["headers"].get("hw-replay-run") == changed_run) == 30
 
 
 def test_replay_killed_mid_run_resumes_with_no_gap_and_no_duplicate(
     tmp_path: Path, kafka: KafkaService, registry: RegistryService
 ) -> None:
-    raw, pipeline, config = _setup(tmp_path, kafka, registry, 3000, batch=25)
+    raw, pipeline, config = contacts_pipeline(tmp_path, kafka, registry, 3000, batch=25)
     domain, entity = raw.split(".")[:2]
     run_id = f"k{uuid.uuid4().hex[:8]}"
     side = f"{domain}.{entity}.backfill.{run_id}"
@@ -177,7 +93,7 @@ def test_replay_killed_mid_run_resumes_with_no_gap_and_no_duplicate(
                                   stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
         deadline = time.monotonic() + 120
-        while len(_committed_records(kafka.bootstrap, side)) < 200:
+        while len(committed_records(kafka.bootstrap, side)) < 200:
             assert replay.poll() is None, log.read_text()[-2000:]
             assert time.monotonic() < deadline, "the replay wrote nothing"
         replay.send_signal(signal.SIGKILL)
@@ -186,14 +102,14 @@ def test_replay_killed_mid_run_resumes_with_no_gap_and_no_duplicate(
         if replay.poll() is None:
             replay.kill()
             replay.wait(10)
-    partial = len(_committed_records(kafka.bootstrap, side))
+    partial = len(committed_records(kafka.bootstrap, side))
     assert partial < 3000, "the replay finished before it could be killed"
 
     resumed = run_cli("replay", "--resume", run_id, "--config", config, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "continuing replay" in resumed.stderr
     assert "in 3,000" in resumed.stdout
-    sources = Counter(record["headers"][envelope.SOURCE] for record in _committed_records(kafka.bootstrap, side))
+    sources = Counter(record["headers"][envelope.SOURCE] for record in committed_records(kafka.bootstrap, side))
     assert set(sources) == {f"{raw}/{p}/{o}" for p in (0, 1) for o in range(1500)}
     assert set(sources.values()) == {1}
 
@@ -201,7 +117,7 @@ def test_replay_killed_mid_run_resumes_with_no_gap_and_no_duplicate(
 def test_replay_by_time_and_the_empty_and_missing_cases(
     tmp_path: Path, kafka: KafkaService, registry: RegistryService
 ) -> None:
-    _, pipeline, config = _setup(tmp_path, kafka, registry, 50)
+    _, pipeline, config = contacts_pipeline(tmp_path, kafka, registry, 50)
     now = datetime.now(UTC)
     window = ["--from", (now - timedelta(hours=1)).isoformat(), "--to", (now + timedelta(minutes=5)).isoformat()]
     dry = run_cli("replay", str(pipeline), *window, "--dry-run", "--config", config)

@@ -10,6 +10,7 @@ from streams.cli import pipeline as pipeline_cli
 from streams.cli import registry as registry_cli
 from streams.cli import schemas as schemas_cli
 from streams.cli.consume import consume_command
+from streams.cli.dlq import app as dlq_app
 from streams.cli.produce import produce
 from streams.cli.replay import app as replay_app
 
@@ -24,6 +25,7 @@ app.add_typer(connect.app, name="connect")
 app.add_typer(registry_cli.app, name="registry")
 app.add_typer(schemas_cli.app, name="schemas")
 app.add_typer(replay_app, name="replay")
+app.add_typer(dlq_app, name="dlq")
 pipeline_cli.register(app)
 app.command("produce")(produce)
 app.command("consume")(consume_command)

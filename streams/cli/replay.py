@@ -32,7 +32,7 @@ from streams.replay import state as replay_state
 from streams.replay.compare import compare
 from streams.replay.plan import PlanError, ReplayPlan, check_run_id, new_run_id, plan_by_offsets, plan_by_time
 from streams.replay.promote import PromoteFailed, promote
-from streams.replay.run import ReplayFailed, in_message, run_replay, side_topics
+from streams.replay.run import Admit, ReplayFailed, in_message, run_replay, side_topics
 from streams.replay.state import ReplayState
 from streams.runtime.config import PipelineConfig, PipelineConfigError, load_pipeline
 from streams.runtime.engine import PipelineEngine
@@ -63,25 +63,25 @@ IntoOption = typer.Option("side", "--into", help="side (default): <domain>.<enti
                                                  "live: the pipeline's enriched topic.")
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
+def fail(message: str, code: int = 2) -> typer.Exit:
     err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
-def _connected(config_file: Path | None, bootstrap: str | None, registry: str | None) -> HeadwaterSettings:
+def connected(config_file: Path | None, bootstrap: str | None, registry: str | None) -> HeadwaterSettings:
     """Settings once the broker answers (bounded backoff), or one line and exit 1."""
     settings = _settings(config_file, bootstrap, registry)
     try:
         cluster.wait_for_broker(settings.kafka, STARTUP_TIMEOUT_S)
     except DependencyDown as exc:
-        raise _fail(f"{exc} (waited {STARTUP_TIMEOUT_S:.0f}s)", 1) from None
+        raise fail(f"{exc} (waited {STARTUP_TIMEOUT_S:.0f}s)", 1) from None
     return settings
 
 
 def _load_state(settings: HeadwaterSettings, run_id: str) -> ReplayState:
     found = replay_state.load(settings.kafka, run_id)
     if found is None:
-        raise _fail(f"no replay run {run_id} in {replay_state.REPLAYS_TOPIC}")
+        raise fail(f"no replay run {run_id} in {replay_state.REPLAYS_TOPIC}")
     return found
 
 
@@ -131,7 +131,9 @@ def _print_plan(run_id: str, config: PipelineConfig, plan: ReplayPlan, target: s
                   f"batch, stages only); estimated AI cost ${usd_per_record * plan.total:,.4f}", highlight=False)
 
 
-def _run(config: PipelineConfig, settings: HeadwaterSettings, plan: ReplayPlan, state: ReplayState) -> None:
+def run_with_progress(config: PipelineConfig, settings: HeadwaterSettings, plan: ReplayPlan, state: ReplayState,
+                      admit: Admit | None = None) -> None:
+    """Run a replay with a progress bar (records, rate, ETA), then print its summary."""
     stop = threading.Event()
     progress = Progress(TextColumn(f"[bold]replay {state.run_id}[/bold]"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]:,.0f} records/s"), TimeRemainingColumn(), console=err)
@@ -145,12 +147,12 @@ def _run(config: PipelineConfig, settings: HeadwaterSettings, plan: ReplayPlan, 
             progress.update(task, completed=current.records_in, rate=done / max(time.monotonic() - began, 1e-6))
 
         try:
-            finished = run_replay(config, settings, plan, state, stop, advanced)
+            finished = run_replay(config, settings, plan, state, stop, advanced, admit)
         except KeyboardInterrupt:
             stop.set()
-            raise _fail(f"interrupted; continue with: headwater replay --resume {state.run_id}", 130) from None
+            raise fail(f"interrupted; continue with: headwater replay --resume {state.run_id}", 130) from None
         except ReplayFailed as exc:
-            raise _fail(f"{exc}; continue with: headwater replay --resume {state.run_id}", 1) from None
+            raise fail(f"{exc}; continue with: headwater replay --resume {state.run_id}", 1) from None
     console.print(
         f"replay {finished.run_id}: in {finished.records_in:,}, out {finished.records_out:,}, dead-lettered "
         f"{finished.dead_lettered:,} → {finished.output_topic} (dead letters → {finished.dead_letter_topic})",
@@ -174,11 +176,11 @@ def start_command(
     config_file: Path | None = Config,
 ) -> None:
     """Replay a range of a pipeline's input through its current version."""
-    settings = _connected(config_file, bootstrap, registry)
+    settings = connected(config_file, bootstrap, registry)
     try:
         existing = _load_state(settings, resume) if resume else None
         if existing is None and pipeline is None:
-            raise _fail("give a pipeline file, or --resume RUN")
+            raise fail("give a pipeline file, or --resume RUN")
         pipeline_file = Path(existing.pipeline_file) if existing else pipeline
         assert pipeline_file is not None
         config = load_pipeline(pipeline_file)
@@ -200,7 +202,7 @@ def start_command(
                 live_topic=config.output.topic, plan=plan.as_json(),
             )
     except (PlanError, PositionError, PipelineConfigError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     if plan.total == 0:
         console.print(f"nothing to replay: no records in {plan.topic} in that range", highlight=False)
         return
@@ -208,7 +210,7 @@ def start_command(
         rate, usd = _estimate(config, settings, plan)
         _print_plan(run, config, plan, state.output_topic, rate, usd)
         return
-    _run(config, settings, plan, state)
+    run_with_progress(config, settings, plan, state)
 
 
 @app.command("diff")
@@ -219,10 +221,10 @@ def diff_command(
     config_file: Path | None = Config,
 ) -> None:
     """Compare a run's side topic with the live enriched topic for the same sources."""
-    settings = _connected(config_file, bootstrap, registry)
+    settings = connected(config_file, bootstrap, registry)
     state = _load_state(settings, run_id)
     if state.into == "live":
-        raise _fail(f"replay {run_id} wrote to the live topic {state.output_topic}: there is no side topic to compare")
+        raise fail(f"replay {run_id} wrote to the live topic {state.output_topic}: there is no side topic to compare")
     found = compare(settings, state.output_topic, state.dead_letter_topic, state.live_topic)
     console.print(f"replay {run_id} ({state.output_topic}) against {state.live_topic}: identical {found.identical:,}, "
                   f"changed {found.changed:,}, new {found.new:,}, dead-lettered {found.dead_lettered:,}",
@@ -242,15 +244,15 @@ def promote_command(
     config_file: Path | None = Config,
 ) -> None:
     """Copy a finished run's side topic into the live enriched topic (idempotent)."""
-    settings = _connected(config_file, bootstrap, registry)
+    settings = connected(config_file, bootstrap, registry)
     state = _load_state(settings, run_id)
     if state.into == "live":
-        raise _fail(f"replay {run_id} already wrote to the live topic {state.output_topic}")
+        raise fail(f"replay {run_id} already wrote to the live topic {state.output_topic}")
     if state.status != "done":
-        raise _fail(f"replay {run_id} is not finished; continue it first: headwater replay --resume {run_id}")
+        raise fail(f"replay {run_id} is not finished; continue it first: headwater replay --resume {run_id}")
     try:
         copied = promote(settings, run_id, state.output_topic, state.live_topic)
     except PromoteFailed as exc:
-        raise _fail(str(exc), 1) from None
+        raise fail(str(exc), 1) from None
     console.print(f"promoted {copied:,} records of {state.output_topic} into {state.live_topic}", highlight=False)
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, Message, TopicPartition
 
 from headwater import envelope
 from headwater.kafka import clients
@@ -33,9 +33,9 @@ class Difference:
     examples: dict[str, str] = field(default_factory=dict)
 
 
-def read_all(settings: HeadwaterSettings, topic: str) -> Iterator[tuple[str | None, bytes | None, dict[str, str]]]:
-    """Every committed record of `topic` up to its end as of now: (hw-source, value bytes, headers)."""
-    consumer = clients.consumer(settings.kafka, f"headwater-diff-{uuid.uuid4().hex[:8]}",
+def read_all(settings: HeadwaterSettings, topic: str) -> Iterator[Message]:
+    """Every committed record of `topic` up to its end as of now (nothing when the topic does not exist)."""
+    consumer = clients.consumer(settings.kafka, f"headwater-read-{uuid.uuid4().hex[:8]}",
                                 **{"isolation.level": "read_committed"})
     try:
         metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)
@@ -48,21 +48,23 @@ def read_all(settings: HeadwaterSettings, topic: str) -> Iterator[tuple[str | No
                 ends[partition] = high
         consumer.assign([TopicPartition(topic, p, 0) for p in ends])
         while ends:
-            messages = consumer.consume(1000, 1.0)
-            for message in messages:
+            for message in consumer.consume(1000, 1.0):
                 error = message.error()
                 if error is not None:
                     if error.code() != KafkaError._PARTITION_EOF:
                         raise RuntimeError(f"reading {topic}: {error.str()}")
                     continue
-                raw_headers = cast(list[tuple[str, bytes | None]], message.headers() or [])
-                headers = {name: (value or b"").decode("utf-8", "replace") for name, value in raw_headers}
-                yield headers.get(envelope.SOURCE), message.value(), headers
+                yield message
             for tp in consumer.position([TopicPartition(topic, p) for p in list(ends)]):
                 if tp.offset >= ends[tp.partition]:
                     del ends[tp.partition]
     finally:
         consumer.close()
+
+
+def text_headers(message: Message) -> dict[str, str]:
+    raw = cast(list[tuple[str, bytes | None]], message.headers() or [])
+    return {name: (value or b"").decode("utf-8", "replace") for name, value in raw}
 
 
 def _decoded(decoder: AvroDeserializer, value: bytes | None) -> dict[str, Any] | None:
@@ -77,16 +79,19 @@ def _decoded(decoder: AvroDeserializer, value: bytes | None) -> dict[str, Any] |
 def compare(settings: HeadwaterSettings, side_topic: str, side_dead_letters: str | None, live_topic: str) -> Difference:
     decoder = AvroDeserializer(registry_client(settings.registry))
     side: dict[str, dict[str, Any] | None] = {}
-    for source, value, _ in read_all(settings, side_topic):
+    for message in read_all(settings, side_topic):
+        source = text_headers(message).get(envelope.SOURCE)
         if source is not None:
-            side[source] = _decoded(decoder, value)
+            side[source] = _decoded(decoder, message.value())
     found = Difference()
     if side_dead_letters is not None:
         found.dead_lettered = sum(1 for _ in read_all(settings, side_dead_letters))
     live: dict[str, dict[str, Any] | None] = {}
-    for source, value, headers in read_all(settings, live_topic):
+    for message in read_all(settings, live_topic):
+        headers = text_headers(message)
+        source = headers.get(envelope.SOURCE)
         if source in side and "hw-replay-run" not in headers:
-            live[source] = _decoded(decoder, value)
+            live[source] = _decoded(decoder, message.value())
     for source, replayed in side.items():
         if source not in live:
             found.new += 1

@@ -99,3 +99,10 @@ def plan_by_offsets(consumer: Consumer, topic: str, offsets: str) -> ReplayPlan:
         low, high = marks[partition]
         ranges.append(PartitionRange(partition, min(max(start, low), high), min(max(end, low), high)))
     return ReplayPlan(topic, sorted(ranges, key=lambda item: item.partition))
+
+
+def plan_whole(consumer: Consumer, topic: str) -> ReplayPlan:
+    """Everything `topic` holds now."""
+    partitions = _partitions(consumer, topic)
+    marks = watermarks(consumer, topic, partitions, 30.0)
+    return ReplayPlan(topic, [PartitionRange(p, marks[p][0], marks[p][1]) for p in partitions])

@@ -27,7 +27,7 @@ from streams.replay.state import REPLAYS_TOPIC, ReplayState
 from streams.runtime import batches
 from streams.runtime.batches import WorkerOptions
 from streams.runtime.config import PipelineConfig
-from streams.runtime.engine import PipelineEngine
+from streams.runtime.engine import BatchResult, PipelineEngine
 from streams.runtime.records import InMessage, OutMessage
 
 log = logging.getLogger(__name__)
@@ -64,18 +64,28 @@ def in_message(message: Message) -> InMessage:
     )
 
 
+# Which records of the read range a run takes, as what input, and which dead letter (if any) each one re-runs.
+Admit = Callable[[Message], tuple[InMessage, str | None] | None]
+
+
+def _as_read(message: Message) -> tuple[InMessage, str | None]:
+    return in_message(message), None
+
+
 class ReplayRun:
     """One replay run over `plan`, writing to `state.output_topic` and `state.dead_letter_topic`."""
 
     def __init__(self, config: PipelineConfig, settings: HeadwaterSettings, plan: ReplayPlan, state: ReplayState,
-                 options: WorkerOptions | None = None) -> None:
+                 options: WorkerOptions | None = None, admit: Admit | None = None) -> None:
         self.config = config
         self.settings = settings
         self.plan = plan
         self.state = state
         self.options = options or WorkerOptions()
+        self._admit = admit or _as_read
         self._target = _Target(state.output_topic, state.dead_letter_topic)
         self._run_header = state.run_id.encode()
+        self._replay_of: dict[int, bytes] = {}
 
     def _positions(self, consumer: Consumer) -> dict[int, int]:
         """Where each planned partition continues: the group's committed offset, else the plan's start."""
@@ -112,12 +122,29 @@ class ReplayRun:
 
     def _retarget(self, message: OutMessage) -> OutMessage:
         message.topic = self._target.output if message.kind == "output" else self._target.dead_letters
-        message.headers = [(name, value) for name, value in message.headers if name != REPLAY_RUN]
+        message.headers = [(name, value) for name, value in message.headers if name not in (REPLAY_RUN, REPLAY_OF)]
         message.headers.append((REPLAY_RUN, self._run_header))
+        replay_of = self._replay_of.get(id(message.origin))
+        if replay_of is not None:
+            message.headers.append((REPLAY_OF, replay_of))
         return message
 
-    def _commit(self, producer: Producer, consumer: Consumer, batch: list[Message], outputs: list[OutMessage],
-                dead: int) -> None:
+    def _admitted(self, batch: list[Message]) -> list[InMessage]:
+        """The batch's records to run through the stages, remembering which dead letter each one re-runs."""
+        admitted: list[InMessage] = []
+        self._replay_of.clear()
+        for message in batch:
+            found = self._admit(message)
+            if found is None:
+                continue
+            record, replay_of = found
+            if replay_of is not None:
+                self._replay_of[id(record)] = replay_of.encode()
+            admitted.append(record)
+        return admitted
+
+    def _commit(self, producer: Producer, consumer: Consumer, batch: list[Message], admitted: int,
+                outputs: list[OutMessage], dead: int) -> None:
         failures: list[str] = []
 
         def delivered(failure: object, _message: object) -> None:
@@ -128,7 +155,7 @@ class ReplayRun:
         for message in batch:
             partition = message.partition() or 0
             next_offsets[partition] = max(next_offsets.get(partition, 0), (message.offset() or 0) + 1)
-        self.state.records_in += len(batch)
+        self.state.records_in += admitted
         self.state.records_out += len(outputs) - dead
         self.state.dead_lettered += dead
         producer.begin_transaction()
@@ -173,10 +200,11 @@ class ReplayRun:
                 batch = await loop.run_in_executor(None, next, batches_in, None)
                 if batch is None:
                     break
-                result = await engine.process([in_message(message) for message in batch])
+                admitted = self._admitted(batch)
+                result = await engine.process(admitted) if admitted else BatchResult([], [])
                 outputs = [self._retarget(message) for message in result.messages]
                 await loop.run_in_executor(
-                    None, self._commit, producer, consumer, batch, outputs, len(result.dead_letters)
+                    None, self._commit, producer, consumer, batch, len(admitted), outputs, len(result.dead_letters)
                 )
                 if progress is not None:
                     progress(self.state)
@@ -191,9 +219,9 @@ class ReplayRun:
 
 
 def run_replay(config: PipelineConfig, settings: HeadwaterSettings, plan: ReplayPlan, state: ReplayState,
-               stop: threading.Event, progress: Progress | None = None) -> ReplayState:
+               stop: threading.Event, progress: Progress | None = None, admit: Admit | None = None) -> ReplayState:
     started = time.monotonic()
-    finished = asyncio.run(ReplayRun(config, settings, plan, state).run(stop, progress))
+    finished = asyncio.run(ReplayRun(config, settings, plan, state, admit=admit).run(stop, progress))
     log.info("event=replay_finished run=%s in=%d out=%d dead_letters=%d seconds=%.1f", state.run_id,
              finished.records_in, finished.records_out, finished.dead_lettered, time.monotonic() - started)
     return finished
