@@ -21,6 +21,8 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from headwater.kafka import clients
+from headwater.kafka.config import KafkaSettings
 from headwater.ports import free_port, port_bindable, port_in_use
 from streams.broker.errors import BrokerError
 from streams.broker.jars import ensure_jars
@@ -324,9 +326,7 @@ class EmbeddedBroker:
 
     @staticmethod
     def _answers_metadata(client: dict[str, str]) -> bool:
-        from confluent_kafka.admin import AdminClient
-
-        admin = AdminClient({**client, "log_level": 0, "socket.timeout.ms": 2000})
+        admin = clients.admin(KafkaSettings.model_validate(client), log_level=0, **{"socket.timeout.ms": 2000})
         try:
             metadata = admin.list_topics(timeout=2)
         except Exception:

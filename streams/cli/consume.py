@@ -14,10 +14,16 @@ from rich.table import Table
 
 from headwater.api.consumption import ConsumedRecord, TopicNotFound, consume
 from headwater.api.positions import PositionError
-from streams.cli.pipeline import Bootstrap, Config, Registry, _settings
+from streams.cli.options import (
+    ConfigFile,
+    bootstrap_servers_option,
+    connection_settings,
+    err,
+    fail,
+    registry_url_option,
+)
 from streams.runtime.tail import json_default
 
-err = Console(stderr=True, soft_wrap=True)
 OutputFormat = Literal["jsonl", "table"]
 OutputOption = typer.Option("jsonl", "--output", "-o", help="jsonl (one JSON object a line) or table.")
 
@@ -44,17 +50,16 @@ def consume_command(
     headers: bool = typer.Option(False, "--headers", help="Include the headers (lineage) of each record."),
     output: OutputFormat = OutputOption,
     max_records: int | None = typer.Option(None, "--max", "-n", help="Stop after this many records."),
-    bootstrap: str | None = Bootstrap,
-    registry: str | None = Registry,
-    config: Path | None = Config,
+    bootstrap_servers: str | None = bootstrap_servers_option(),
+    registry_url: str | None = registry_url_option(),
+    config: Path | None = ConfigFile,
 ) -> None:
     """Print a topic's records decoded through the registry, between two positions."""
-    settings = _settings(config, bootstrap, registry)
+    settings = connection_settings(config, bootstrap_servers, registry_url)
     try:
         reading = consume(topic, settings=settings, start=start, until="follow" if follow else until, group=group)
     except (TopicNotFound, PositionError) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(f"{exc!s}", 2)
     shown: list[ConsumedRecord] = []
     count = 0
     try:

@@ -14,8 +14,8 @@ from headwater.api.positions import PositionError, parse_time
 from headwater.kafka import clients
 from schemas.client import registry_client
 from schemas.serde import AvroDeserializer, SerdeError
-from streams.cli.pipeline import Bootstrap, Config, Registry
-from streams.cli.replay import Into, connected, fail, run_with_progress
+from streams.cli.options import ConfigFile, StartupTimeout, bootstrap_servers_option, fail, registry_url_option
+from streams.cli.replay import Into, connected, run_with_progress
 from streams.dlq.letters import Selection, read
 from streams.dlq.rerun import admit_selected
 from streams.dlq.summary import summarise
@@ -43,7 +43,7 @@ def _selection(stage: str | None, error_class: str | None, reason: str | None, s
         return Selection(stage, error_class, reason, parse_time(since) if since else None,
                          parse_time(until) if until else None)
     except PositionError as exc:
-        raise fail(str(exc)) from None
+        fail(str(exc), 2)
 
 
 @app.command("summary")
@@ -51,12 +51,13 @@ def summary_command(
     topic: str = typer.Argument(..., help="Dead-letter topic, e.g. crm.contacts.dlq."),
     enriched: str | None = typer.Option(None, "--enriched", help="Where resolved records land (default: "
                                                                   "<domain>.<entity>.enriched)."),
-    bootstrap: str | None = Bootstrap,
-    registry: str | None = Registry,
-    config_file: Path | None = Config,
+    bootstrap_servers: str | None = bootstrap_servers_option(),
+    registry_url: str | None = registry_url_option(),
+    config_file: Path | None = ConfigFile,
+    startup_timeout: float = StartupTimeout,
 ) -> None:
     """Count dead letters by stage, class and reason, and by hour, with sample keys and how many were resolved."""
-    settings = connected(config_file, bootstrap, registry)
+    settings = connected(config_file, bootstrap_servers, registry_url, startup_timeout)
     found = summarise(settings, topic, enriched or _enriched_of(topic))
     console.print(f"{topic}: {found.total:,} dead letters, {found.resolved:,} resolved by a DLQ replay",
                   highlight=False)
@@ -79,12 +80,13 @@ def show_command(
     reason: str | None = typer.Option(None, "--reason", help="Only reasons containing this text."),
     since: str | None = typer.Option(None, "--since", help="Only dead letters from this time on."),
     limit: int | None = typer.Option(None, "--max", "-n", help="Show at most this many."),
-    bootstrap: str | None = Bootstrap,
-    registry: str | None = Registry,
-    config_file: Path | None = Config,
+    bootstrap_servers: str | None = bootstrap_servers_option(),
+    registry_url: str | None = registry_url_option(),
+    config_file: Path | None = ConfigFile,
+    startup_timeout: float = StartupTimeout,
 ) -> None:
     """Each dead letter with its reason and the original, decoded where it decodes."""
-    settings = connected(config_file, bootstrap, registry)
+    settings = connected(config_file, bootstrap_servers, registry_url, startup_timeout)
     decoder = AvroDeserializer(registry_client(settings.registry))
     shown = 0
     for letter in read(settings, topic, _selection(stage, error_class, reason, since, None)):
@@ -117,12 +119,13 @@ def replay_command(
     into: Into = DlqIntoOption,
     run_id: str | None = typer.Option(None, "--run-id", help="Run id (default: time-based)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Count what would be re-run and exit."),
-    bootstrap: str | None = Bootstrap,
-    registry: str | None = Registry,
-    config_file: Path | None = Config,
+    bootstrap_servers: str | None = bootstrap_servers_option(),
+    registry_url: str | None = registry_url_option(),
+    config_file: Path | None = ConfigFile,
+    startup_timeout: float = StartupTimeout,
 ) -> None:
     """Re-run selected dead letters' original bytes through the current pipeline."""
-    settings = connected(config_file, bootstrap, registry)
+    settings = connected(config_file, bootstrap_servers, registry_url, startup_timeout)
     selection = _selection(stage, error_class, reason, since, until)
     try:
         config = load_pipeline(pipeline)
@@ -133,7 +136,7 @@ def replay_command(
         finally:
             consumer.close()
     except (PlanError, PipelineConfigError) as exc:
-        raise fail(str(exc)) from None
+        fail(str(exc), 2)
     selected = sum(1 for _ in read(settings, config.dlq_topic, selection))
     if dry_run or selected == 0:
         console.print(f"{selected:,} of {plan.total:,} dead letters in {config.dlq_topic} selected"

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -17,9 +16,15 @@ from headwater import fields
 from headwater.api.producer import DeliveryFailed, NoSchemaError, Producer, RecordInvalid
 from headwater.api.rows import RowError, RowFormat, format_of, read_rows
 from headwater.kafka.clients import KafkaConfigError
-from streams.cli.pipeline import Bootstrap, Config, Registry, _settings
+from streams.cli.options import (
+    ConfigFile,
+    bootstrap_servers_option,
+    connection_settings,
+    err,
+    fail,
+    registry_url_option,
+)
 
-err = Console(stderr=True, soft_wrap=True)
 SHOWN_ERRORS = 20
 
 
@@ -51,26 +56,23 @@ def produce(
     key_field: str | None = typer.Option(None, "--key-field", help="Record field (dotted path) used as the key."),
     row_format: RowFormat | None = FormatOption,
     all_or_nothing: bool = typer.Option(False, "--all-or-nothing", help="Send nothing if any row is bad."),
-    bootstrap: str | None = Bootstrap,
-    registry: str | None = Registry,
-    config: Path | None = Config,
+    bootstrap_servers: str | None = bootstrap_servers_option(),
+    registry_url: str | None = registry_url_option(),
+    config: Path | None = ConfigFile,
 ) -> None:
     """Produce the rows of a file to a topic, encoded with its registry schema."""
     path = None if file == "-" else Path(file)
     if path is not None and not path.is_file():
-        err.print(f"[red]error:[/red] {escape(file)} does not exist", highlight=False)
-        raise typer.Exit(2)
+        fail(f"{file} does not exist", 2)
     if schema is not None and not schema.is_file():
-        err.print(f"[red]error:[/red] schema file {escape(str(schema))} does not exist", highlight=False)
-        raise typer.Exit(2)
-    settings = _settings(config, bootstrap, registry)
+        fail(f"schema file {schema!s} does not exist", 2)
+    settings = connection_settings(config, bootstrap_servers, registry_url)
     try:
         kind = format_of(path, row_format)
         producer = Producer(settings, schemas={topic: schema} if schema else None, source="produce")
         value_schema = producer.schema(topic)
     except (NoSchemaError, KafkaConfigError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from None
+        fail(f"{exc!s}", 2)
     key_path = fields.split(key_field) if key_field else None
     origin = path.name if path is not None else "stdin"
     bad: list[RowError] = []
@@ -119,8 +121,7 @@ def produce(
                     progress.update(task, completed=sent + bad_count, rate=sent / (time.monotonic() - started))
             producer.close()
     except DeliveryFailed as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(1) from None
+        fail(f"{exc!s}", 1)
     elapsed = time.monotonic() - started
     _report(bad, bad_count)
     err.print(

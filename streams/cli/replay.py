@@ -25,9 +25,18 @@ from typer.core import TyperGroup
 from headwater.api.positions import PositionError
 from headwater.dependencies import DependencyDown
 from headwater.kafka import clients, cluster
+from headwater.kafka.clients import KafkaConfigError
 from headwater.settings import HeadwaterSettings
 from schemas.client import registry_client
-from streams.cli.pipeline import Bootstrap, Config, Registry, _settings
+from streams.cli.options import (
+    ConfigFile,
+    StartupTimeout,
+    bootstrap_servers_option,
+    connection_settings,
+    err,
+    fail,
+    registry_url_option,
+)
 from streams.replay import state as replay_state
 from streams.replay.compare import compare
 from streams.replay.plan import PlanError, ReplayPlan, check_run_id, new_run_id, plan_by_offsets, plan_by_time
@@ -38,9 +47,7 @@ from streams.runtime.config import PipelineConfig, PipelineConfigError, load_pip
 from streams.runtime.engine import PipelineEngine
 
 console = Console()
-err = Console(stderr=True, soft_wrap=True)
 Into = Literal["side", "live"]
-STARTUP_TIMEOUT_S = 30.0
 
 
 class _StartByDefault(TyperGroup):
@@ -63,25 +70,23 @@ IntoOption = typer.Option("side", "--into", help="side (default): <domain>.<enti
                                                  "live: the pipeline's enriched topic.")
 
 
-def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
-    return typer.Exit(code)
-
-
-def connected(config_file: Path | None, bootstrap: str | None, registry: str | None) -> HeadwaterSettings:
+def connected(config_file: Path | None, bootstrap_servers: str | None, registry_url: str | None,
+              startup_timeout: float) -> HeadwaterSettings:
     """Settings once the broker answers (bounded backoff), or one line and exit 1."""
-    settings = _settings(config_file, bootstrap, registry)
+    settings = connection_settings(config_file, bootstrap_servers, registry_url)
     try:
-        cluster.wait_for_broker(settings.kafka, STARTUP_TIMEOUT_S)
+        cluster.wait_for_broker(settings.kafka, startup_timeout)
     except DependencyDown as exc:
-        raise fail(f"{exc} (waited {STARTUP_TIMEOUT_S:.0f}s)", 1) from None
+        fail(f"{exc} (gave up after --startup-timeout {startup_timeout:g}s)", 1)
+    except KafkaConfigError as exc:
+        fail(str(exc), 1)
     return settings
 
 
 def _load_state(settings: HeadwaterSettings, run_id: str) -> ReplayState:
     found = replay_state.load(settings.kafka, run_id)
     if found is None:
-        raise fail(f"no replay run {run_id} in {replay_state.REPLAYS_TOPIC}")
+        fail(f"no replay run {run_id} in {replay_state.REPLAYS_TOPIC}", 2)
     return found
 
 
@@ -150,9 +155,9 @@ def run_with_progress(config: PipelineConfig, settings: HeadwaterSettings, plan:
             finished = run_replay(config, settings, plan, state, stop, advanced, admit)
         except KeyboardInterrupt:
             stop.set()
-            raise fail(f"interrupted; continue with: headwater replay --resume {state.run_id}", 130) from None
+            fail(f"interrupted; continue with: headwater replay --resume {state.run_id}", 130)
         except ReplayFailed as exc:
-            raise fail(f"{exc}; continue with: headwater replay --resume {state.run_id}", 1) from None
+            fail(f"{exc}; continue with: headwater replay --resume {state.run_id}", 1)
     console.print(
         f"replay {finished.run_id}: in {finished.records_in:,}, out {finished.records_out:,}, dead-lettered "
         f"{finished.dead_lettered:,} → {finished.output_topic} (dead letters → {finished.dead_letter_topic})",
@@ -171,16 +176,17 @@ def start_command(
                                                              "continues that run and writes nothing twice."),
     resume: str | None = typer.Option(None, "--resume", help="Continue the run with this id where it stopped."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan with estimates and exit."),
-    bootstrap: str | None = Bootstrap,
-    registry: str | None = Registry,
-    config_file: Path | None = Config,
+    bootstrap_servers: str | None = bootstrap_servers_option(),
+    registry_url: str | None = registry_url_option(),
+    config_file: Path | None = ConfigFile,
+    startup_timeout: float = StartupTimeout,
 ) -> None:
     """Replay a range of a pipeline's input through its current version."""
-    settings = connected(config_file, bootstrap, registry)
+    settings = connected(config_file, bootstrap_servers, registry_url, startup_timeout)
     try:
         existing = _load_state(settings, resume) if resume else None
         if existing is None and pipeline is None:
-            raise fail("give a pipeline file, or --resume RUN")
+            fail("give a pipeline file, or --resume RUN", 2)
         pipeline_file = Path(existing.pipeline_file) if existing else pipeline
         assert pipeline_file is not None
         config = load_pipeline(pipeline_file)
@@ -202,7 +208,7 @@ def start_command(
                 live_topic=config.output.topic, plan=plan.as_json(),
             )
     except (PlanError, PositionError, PipelineConfigError) as exc:
-        raise fail(str(exc)) from None
+        fail(str(exc), 2)
     if plan.total == 0:
         console.print(f"nothing to replay: no records in {plan.topic} in that range", highlight=False)
         return
@@ -216,15 +222,16 @@ def start_command(
 @app.command("diff")
 def diff_command(
     run_id: str = typer.Argument(..., help="Replay run id."),
-    bootstrap: str | None = Bootstrap,
-    registry: str | None = Registry,
-    config_file: Path | None = Config,
+    bootstrap_servers: str | None = bootstrap_servers_option(),
+    registry_url: str | None = registry_url_option(),
+    config_file: Path | None = ConfigFile,
+    startup_timeout: float = StartupTimeout,
 ) -> None:
     """Compare a run's side topic with the live enriched topic for the same sources."""
-    settings = connected(config_file, bootstrap, registry)
+    settings = connected(config_file, bootstrap_servers, registry_url, startup_timeout)
     state = _load_state(settings, run_id)
     if state.into == "live":
-        raise fail(f"replay {run_id} wrote to the live topic {state.output_topic}: there is no side topic to compare")
+        fail(f"replay {run_id} wrote to the live topic {state.output_topic}: there is no side topic to compare", 2)
     found = compare(settings, state.output_topic, state.dead_letter_topic, state.live_topic)
     console.print(f"replay {run_id} ({state.output_topic}) against {state.live_topic}: identical {found.identical:,}, "
                   f"changed {found.changed:,}, new {found.new:,}, dead-lettered {found.dead_lettered:,}",
@@ -239,20 +246,21 @@ def diff_command(
 @app.command("promote")
 def promote_command(
     run_id: str = typer.Argument(..., help="Replay run id."),
-    bootstrap: str | None = Bootstrap,
-    registry: str | None = Registry,
-    config_file: Path | None = Config,
+    bootstrap_servers: str | None = bootstrap_servers_option(),
+    registry_url: str | None = registry_url_option(),
+    config_file: Path | None = ConfigFile,
+    startup_timeout: float = StartupTimeout,
 ) -> None:
     """Copy a finished run's side topic into the live enriched topic (idempotent)."""
-    settings = connected(config_file, bootstrap, registry)
+    settings = connected(config_file, bootstrap_servers, registry_url, startup_timeout)
     state = _load_state(settings, run_id)
     if state.into == "live":
-        raise fail(f"replay {run_id} already wrote to the live topic {state.output_topic}")
+        fail(f"replay {run_id} already wrote to the live topic {state.output_topic}", 2)
     if state.status != "done":
-        raise fail(f"replay {run_id} is not finished; continue it first: headwater replay --resume {run_id}")
+        fail(f"replay {run_id} is not finished; continue it first: headwater replay --resume {run_id}", 2)
     try:
         copied = promote(settings, run_id, state.output_topic, state.live_topic)
     except PromoteFailed as exc:
-        raise fail(str(exc), 1) from None
+        fail(str(exc), 1)
     console.print(f"promoted {copied:,} records of {state.output_topic} into {state.live_topic}", highlight=False)
 
