@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
+from fastavro.validation import ValidationError, validate
 
 MAGIC_BYTE = 0
 HEADER_SIZE = 5
@@ -188,6 +189,23 @@ class AvroSerializer:
             buffer.write(prefix)
             encoded.append(self._encode_into(buffer, record))
         return encoded
+
+    def mismatch(self, record: Mapping[str, Any]) -> tuple[str | None, str]:
+        """Why `record` does not match the schema: the first field that fails and the reason (fastavro's writer only
+        says that one did). The field is a dotted path inside the record; None when the record as a whole is wrong
+        (a field missing or one the schema lacks)."""
+        try:
+            validate(record, self._parsed, raise_errors=True, strict=True)
+        except ValidationError as invalid:
+            first = invalid.errors[0]
+            record_name = f"{self._parsed.get('name', '')}."
+            path = str(first.field)
+            field = path[len(record_name):] if path.startswith(record_name) else path
+            expected = first.schema if isinstance(first.schema, str) else json.dumps(first.schema)
+            return field, f"{first.datum!r} is not of type {expected}"
+        except ValueError as strict:
+            return None, str(strict)
+        return None, "the record does not encode with this schema"
 
     def _encode_into(self, buffer: io.BytesIO, record: Mapping[str, Any]) -> bytes:
         try:

@@ -22,7 +22,6 @@ from typing import Any
 
 from confluent_kafka import Message
 from confluent_kafka.schema_registry.error import SchemaRegistryError
-from fastavro.validation import ValidationError, validate
 
 from headwater import envelope
 from headwater.envelope import HeaderList
@@ -58,22 +57,6 @@ class Delivered:
     topic: str
     partition: int
     offset: int
-
-
-def _why(topic: str, serializer: AvroSerializer, value: Mapping[str, Any], error: Exception) -> RecordInvalid:
-    """The first field that fails validation, with its reason (fastavro's writer only says that one did)."""
-    try:
-        validate(value, serializer._parsed, raise_errors=True, strict=True)
-    except ValidationError as invalid:
-        first = invalid.errors[0]
-        record_name = f"{serializer._parsed.get('name', '')}."
-        path = str(first.field)
-        field = path[len(record_name):] if path.startswith(record_name) else path
-        expected = first.schema if isinstance(first.schema, str) else json.dumps(first.schema)
-        return RecordInvalid(topic, f"{first.datum!r} is not of type {expected}", field)
-    except ValueError as strict:
-        return RecordInvalid(topic, str(strict), None)
-    return RecordInvalid(topic, str(error.__cause__ or error), None)
 
 
 class Producer:
@@ -141,8 +124,9 @@ class Producer:
         serializer = self.serializer(topic)
         try:
             return serializer.encode(value)
-        except EncodeError as exc:
-            raise _why(topic, serializer, value, exc) from None
+        except EncodeError:
+            field, reason = serializer.mismatch(value)
+            raise RecordInvalid(topic, reason, field) from None
 
     def _headers(self, trace_id: str | None, source: str | None, extra: Mapping[str, str] | None) -> HeaderList:
         headers: HeaderList = [

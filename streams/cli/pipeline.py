@@ -27,7 +27,8 @@ from streams.cli.options import (
     status_port_option,
 )
 from streams.runtime.batches import WorkerOptions
-from streams.runtime.config import PipelineConfigError, load_pipeline
+from streams.runtime.config import PipelineConfig, PipelineConfigError, load_pipeline
+from streams.runtime.dry_run import DryDeadLetter, DryOutput, DryRunError, dry_run
 from streams.runtime.runner import RuntimeName, run_workers
 from streams.runtime.tail import render, tail
 
@@ -42,6 +43,10 @@ RuntimeOption = typer.Option(
          "~7,000-9,000 records/s, a confluent-kafka consumer ~300,000; full pipeline ~1.9x faster direct; see "
          "bench/faust_take.py and bench/pipeline.py). Same stages, delivery and headers on both.",
 )
+DryInput = typer.Option(None, "--input", help="Dry run: JSON Lines records of the pipeline's input topic.")
+DryInputSchema = typer.Option(
+    None, "--input-schema", help="Dry run: the input records' Avro schema (default: the catalog's for the topic)."
+)
 DataDir = typer.Option(Path(".headwater"), "--data-dir", "-d", help="Where broker, registry log and warehouse live.")
 
 
@@ -55,12 +60,21 @@ def run(
     status_port: int = status_port_option(9464),
     session_timeout_ms: int = typer.Option(10_000, "--session-timeout-ms", help="Consumer group session timeout."),
     runtime: RuntimeName = RuntimeOption,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Run every stage on --input records, without a broker or "
+                                                          "registry, print outputs and dead letters, and exit."),
+    dry_input: Path | None = DryInput,
+    dry_limit: int | None = typer.Option(None, "--limit", min=1, help="Dry run: at most this many records."),
+    dry_schema: Path | None = DryInputSchema,
+    strict: bool = typer.Option(False, "--strict", help="Dry run: exit 1 if any record is dead-lettered."),
 ) -> None:
     """Run pipelines against a cluster until SIGTERM/Ctrl-C. Start more with the same files to share partitions."""
     try:
         configs = [load_pipeline(path) for path in pipelines]
     except PipelineConfigError as exc:
         fail(str(exc), 2)
+    if dry_run:
+        _dry_run(configs, dry_input, dry_limit, dry_schema, strict)
+        return
     settings = connection_settings(config, bootstrap_servers, registry_url)
     refuse_unusable_kafka(settings.kafka, faust_broker_options if runtime == "faust" else None)
     options = WorkerOptions(session_timeout_ms=session_timeout_ms, startup_deadline_s=startup_timeout)
@@ -77,6 +91,31 @@ def run(
             f"{pipeline.label}: in {result.records_in}, out {result.records_out}, "
             f"dead-lettered {result.dead_lettered}"
         )
+
+
+def _dry_run(configs: list[PipelineConfig], path: Path | None, limit: int | None, schema: Path | None,
+             strict: bool) -> None:
+    if path is None or len(configs) != 1:
+        fail("--dry-run takes one pipeline file and --input SAMPLE.jsonl", 2)
+    try:
+        result = dry_run(configs[0], path, limit, schema)
+    except (DryRunError, OSError, ValueError) as exc:
+        fail(str(exc), 2)
+    shown: list[DryOutput | DryDeadLetter] = sorted([*result.outputs, *result.dead_letters], key=lambda x: x.line)
+    for item in shown:
+        if isinstance(item, DryOutput):
+            console.print(f"line {item.line} → {escape(render(item.record))}", highlight=False, soft_wrap=True)
+        else:
+            console.print(f"line {item.line} [red]dead letter[/red] stage={item.stage} "
+                          f"class={escape(item.error_class)} reason={escape(item.reason)}",
+                          highlight=False, soft_wrap=True)
+    console.print(
+        f"{configs[0].label} dry run: {result.records} records, {len(result.outputs)} out, "
+        f"{len(result.dead_letters)} dead-lettered in {result.seconds:.1f}s; AI cost ${result.usd_per_million:,.2f} "
+        "per million records", highlight=False,
+    )
+    if strict and result.dead_letters:
+        raise typer.Exit(1)
 
 
 def tail_command(
