@@ -7,6 +7,7 @@ told: `consumption.commit()` after the records were handled, so a crash re-reads
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from schemas.client import registry_client
 from schemas.serde import AvroDeserializer, SerdeError
 
 _LINEAGE = "hw-"
+log = logging.getLogger(__name__)
 
 
 class TopicNotFound(LookupError):
@@ -91,11 +93,7 @@ class Consumption:
             settings.kafka, group or f"headwater-consume-{uuid.uuid4().hex[:8]}",
             **{"enable.partition.eof": False},
         )
-        metadata = self._consumer.list_topics(topic, timeout=30).topics.get(topic)
-        if metadata is None or metadata.error is not None or not metadata.partitions:
-            self._consumer.close()
-            raise TopicNotFound(f"topic {topic} does not exist")
-        partitions = sorted(metadata.partitions)
+        partitions = self._partitions(wait=until.kind == "follow")
         begin, self.stop_offsets = resolve(self._consumer, topic, partitions, start, until)
         if group is not None:
             committed = self._consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=30)
@@ -106,6 +104,24 @@ class Consumption:
         self._done: set[int] = {
             p for p, offset in begin.items() if self.stop_offsets is not None and offset >= self.stop_offsets[p]
         }
+
+    def _partitions(self, wait: bool) -> list[int]:
+        """The topic's partitions once each has a leader; when following, a topic that does not exist yet is
+        waited for (as `tail -F` waits for a file)."""
+        waiting_logged = False
+        while True:
+            metadata = self._consumer.list_topics(self.topic, timeout=30).topics.get(self.topic)
+            if metadata is not None and metadata.error is None and metadata.partitions and all(
+                partition.leader >= 0 for partition in metadata.partitions.values()
+            ):
+                return sorted(metadata.partitions)
+            if not wait:
+                self._consumer.close()
+                raise TopicNotFound(f"topic {self.topic} does not exist")
+            if not waiting_logged:
+                log.info("event=waiting_for_topic topic=%s", self.topic)
+                waiting_logged = True
+            time.sleep(1.0)
 
     @property
     def planned(self) -> int | None:

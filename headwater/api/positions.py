@@ -1,6 +1,7 @@
 """Where reading a topic starts and stops: `earliest`, `latest`, a time, or explicit `P:OFFSET` positions.
 
-Times are ISO-8601 (`2026-11-30T08:00:00Z`; without a zone, UTC) or a duration back from now (`15m`, `2h`, `7d`).
+Times are ISO-8601 (`2026-11-30T08:00:00Z`; without a zone, UTC), `now`, or a duration back from now (`15m`, `2h`,
+`7d`).
 A time resolves per partition to the first offset whose timestamp is at or after it (Kafka's offsets-for-times);
 a partition with no such record starts (or stops) at its end.
 """
@@ -39,6 +40,8 @@ class Until:
 
 
 def parse_time(text: str, now: datetime | None = None) -> datetime:
+    if text.strip() == "now":
+        return now or datetime.now(UTC)
     duration = _DURATION.match(text.strip())
     if duration:
         return (now or datetime.now(UTC)) - timedelta(**{_UNITS[duration[2]]: float(duration[1])})

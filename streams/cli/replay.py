@@ -142,14 +142,19 @@ def run_with_progress(config: PipelineConfig, settings: HeadwaterSettings, plan:
     stop = threading.Event()
     progress = Progress(TextColumn(f"[bold]replay {state.run_id}[/bold]"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[rate]:,.0f} records/s"), TimeRemainingColumn(), console=err)
-    began = time.monotonic()
     already = state.records_in
+    first: list[tuple[float, int]] = []
     with progress:
         task = progress.add_task("replay", total=plan.total, completed=already, rate=0.0)
 
         def advanced(current: ReplayState) -> None:
-            done = current.records_in - already
-            progress.update(task, completed=current.records_in, rate=done / max(time.monotonic() - began, 1e-6))
+            """The rate counts from the first batch on, so the pipeline's start-up does not dilute it."""
+            if not first:
+                first.append((time.monotonic(), current.records_in))
+            began, at_first = first[0]
+            elapsed = time.monotonic() - began
+            rate = (current.records_in - at_first) / elapsed if elapsed > 0 else 0.0
+            progress.update(task, completed=current.records_in, rate=rate)
 
         try:
             finished = run_replay(config, settings, plan, state, stop, advanced, admit)
