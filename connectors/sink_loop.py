@@ -1,6 +1,11 @@
 """Runs one sink: consume a batch, decode it with the registry, write it, dead-letter what the sink refused, and
 only then commit the consumer offsets. While the target is down the batch is retried with backoff (the consumer
-stays in its group, paused) and nothing is committed, so a crash at any point loses no record."""
+stays in its group, paused) and nothing is committed, so a crash at any point loses no record.
+
+A rebalance can take partitions away between two steps or while a batch is retried (the group callbacks run inside
+`consume()`/`poll()` on this thread). From then on the loop writes nothing more of those partitions, the sink
+forgets what it buffered for them, and their offsets are never committed by this loop: the next owner re-reads
+from the last commit."""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from connectors import metrics
@@ -47,6 +52,14 @@ def _as_bytes(value: str | bytes | None) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
 
+def _pairs(partitions: Sequence[TopicPartition]) -> list[tuple[str, int]]:
+    return [(tp.topic, tp.partition) for tp in partitions]
+
+
+def _listed(partitions: Sequence[tuple[str, int]]) -> str:
+    return ",".join(f"{topic}/{partition}" for topic, partition in sorted(partitions)) or "-"
+
+
 def _headers(message: Message) -> HeaderList:
     found = message.headers() or []
     pairs = found.items() if isinstance(found, dict) else found
@@ -79,6 +92,7 @@ class SinkLoop:
         self._dead_letters = AckedProducer(kafka)
         self._subscribed = False
         self._stop = threading.Event()
+        self.owned: set[tuple[str, int]] = set()
         self.committed: dict[tuple[str, int], int] = {}
         self.written = 0
         self.dead_lettered = 0
@@ -88,8 +102,33 @@ class SinkLoop:
 
     def _subscribe(self) -> None:
         if not self._subscribed:
-            self._consumer.subscribe(self.topics)
+            self._consumer.subscribe(
+                self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
             self._subscribed = True
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        assigned = _pairs(partitions)
+        self.owned.update(assigned)
+        log.info("event=partitions_assigned sink=%s partitions=%s", self.sink.name, _listed(assigned))
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._release(_pairs(partitions), "revoked")
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._release(_pairs(partitions), "lost")
+
+    def _release(self, partitions: list[tuple[str, int]], how: str) -> None:
+        """Give partitions up for good: if they come back, they start from the broker's committed offset with no
+        state left over from the earlier ownership."""
+        self.owned.difference_update(partitions)
+        for tp in partitions:
+            self.committed.pop(tp, None)
+        self.sink.revoked(partitions)
+        log.info("event=partitions_%s sink=%s partitions=%s", how, self.sink.name, _listed(partitions))
+
+    def _owned_only(self, records: Sequence[SinkRecord]) -> list[SinkRecord]:
+        return [r for r in records if (r.topic, r.partition) in self.owned]
 
     def run(self, stop: threading.Event) -> None:
         """Consume and write until `stop` is set."""
@@ -156,7 +195,11 @@ class SinkLoop:
 
     def _handle(self, messages: Sequence[Message]) -> None:
         records, rejected = self._decode(messages)
-        rejected += self._write(records)
+        refused = self._write(records)
+        # A retried write polls the consumer, so partitions may have been revoked meanwhile: what is left of
+        # them is the next owner's to write.
+        records = self._owned_only(records)
+        rejected = [r for r in rejected if (r.record.topic, r.record.partition) in self.owned] + refused
         if rejected:
             self._dead_letter(rejected)
         written = len(records) - sum(1 for r in rejected if r.record.value is not None)
@@ -176,16 +219,27 @@ class SinkLoop:
 
     def _idle(self, seconds: float) -> None:
         """Wait while staying a live group member: partitions paused, consumer still polled."""
-        assignment = self._consumer.assignment()
-        if assignment:
-            self._consumer.pause(assignment)
+        paused = self._consumer.assignment()
+        if paused:
+            self._consumer.pause(paused)
         deadline = time.monotonic() + seconds
         try:
             while (remaining := deadline - time.monotonic()) > 0 and not self._stop.is_set():
-                self._consumer.poll(min(remaining, 1.0))
+                message = self._consumer.poll(min(remaining, 1.0))
+                if message is not None and message.error() is None:
+                    paused.append(self._hold(message))
         finally:
-            if assignment:
-                self._consumer.resume(assignment)
+            owned = [tp for tp in paused if (tp.topic, tp.partition) in self.owned]
+            if owned:
+                self._consumer.resume(owned)
+
+    def _hold(self, message: Message) -> TopicPartition:
+        """A partition assigned by a rebalance during the wait is fetched again: rewind it to this message and
+        pause it, so the message is consumed once the wait is over instead of being skipped."""
+        partition = TopicPartition(_topic(message), _partition(message), _offset(message))
+        self._consumer.seek(partition)
+        self._consumer.pause([partition])
+        return partition
 
     def _write(self, records: list[SinkRecord]) -> list[Rejected]:
         retrying = Retrying(
@@ -196,7 +250,7 @@ class SinkLoop:
             before_sleep=self._log_retry,
             reraise=True,
         )
-        result: list[Rejected] = retrying(self.sink.write, records, self._schema_text)
+        result: list[Rejected] = retrying(lambda: self.sink.write(self._owned_only(records), self._schema_text))
         return result
 
     def _dead_letter(self, rejected: Sequence[Rejected]) -> None:
@@ -238,6 +292,8 @@ class SinkLoop:
             for tp, first_unwritten in pending.items():
                 next_offsets[tp] = first_unwritten
             next_offsets = {tp: o for tp, o in next_offsets.items() if o > self.committed.get(tp, -1)}
+        # A revoked partition's offsets are its new owner's to commit; ours could move them backwards.
+        next_offsets = {tp: o for tp, o in next_offsets.items() if tp in self.owned}
         if not next_offsets:
             return
         self._consumer.commit(
@@ -265,6 +321,7 @@ class SinkLoop:
                 self.committed[(tp.topic, tp.partition)] = tp.offset
         # A one-shot load assigns the partitions itself instead of waiting seconds for a group rebalance.
         self._consumer.assign([TopicPartition(tp.topic, tp.partition, tp.offset) for tp in committed])
+        self.owned = set(targets)
         self._subscribed = True
         deadline = time.monotonic() + timeout
         while any(self.committed.get(tp, 0) < end for tp, end in targets.items() if end > 0):
