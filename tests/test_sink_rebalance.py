@@ -21,14 +21,14 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.base import SinkRecord
 from connectors.sinks.duckdb import DuckDBConfig, DuckDBSink
 from connectors.sinks.postgres import PostgresConfig, PostgresSink
 from connectors.sinks.warehouse import WarehouseSink
-from schemas.serde import AvroDeserializer
-from tests.connect_support import produce, read_topic, start_connect, wait_for
+from schemas.serde import AvroDeserializer, AvroSerializer
+from tests.connect_support import read_topic, start_connect, wait_for
 
 SCHEMA = {
     "type": "record",
@@ -202,8 +202,16 @@ class Run:
             stop(process)
 
     def produce(self, keys: int, versions: range) -> None:
-        records = [(f"k{i}", account(f"k{i}", v)) for v in versions for i in range(keys)]
-        produce(self.kafka.bootstrap, self.registry, self.topic, SCHEMA, records)
+        """Each version of keys k0.. in turn; key k<i> always goes to partition i mod PARTITIONS, so every
+        partition gets the same number of records."""
+        serializer = AvroSerializer(self.registry.client(), f"{self.topic}-value", SCHEMA)
+        producer = Producer({"bootstrap.servers": self.kafka.bootstrap, "linger.ms": 20, "enable.idempotence": True})
+        for version in versions:
+            for i in range(keys):
+                value = serializer.encode(account(f"k{i}", version))
+                producer.produce(self.topic, key=f"k{i}".encode(), value=value, partition=i % PARTITIONS)
+                producer.poll(0)
+        assert producer.flush(30) == 0
 
     def committed(self, sink: str) -> list[int]:
         return committed(self.kafka.bootstrap, f"headwater-connect-{sink}", self.topic)
@@ -270,10 +278,12 @@ class Run:
 def test_two_sink_processes_and_a_rebalance_mid_run_end_exact(
     kafka: Any, registry: Any, postgres: Any, s3: Any, tmp_path: Path
 ) -> None:
-    """Chaos (e). Process A buffers every partition for S3, then B joins and takes half of them: A must drop
-    what it buffered for those (never upload it, never commit it), B re-reads them from the last commit, and
-    objects written by the two never overlap; the warehouse ends with each key's latest row."""
-    run = Run(kafka, registry, postgres, s3, tmp_path, flush_records=100, flush_seconds=30.0, batch_size=500)
+    """Chaos (e). Process A buffers 50 records of every partition for S3, then B joins and takes half of them:
+    A must drop what it buffered for those (never upload it, never commit it) and B re-reads them from the last
+    commit. B cuts a first object of 120+ records by size at once, and the last ~70 by time 30 s later, after A's
+    stale buffers (opened before the rebalance) would have been flushed: the objects of the two owners never
+    overlap, and the warehouse ends with each key's latest row."""
+    run = Run(kafka, registry, postgres, s3, tmp_path, flush_records=120, flush_seconds=30.0, batch_size=25)
     try:
         first = tmp_path / "a.log"
         run.start(first)
