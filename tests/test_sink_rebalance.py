@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from connectors.base import SinkRecord
 from connectors.sinks.duckdb import DuckDBConfig, DuckDBSink
 from connectors.sinks.postgres import PostgresConfig, PostgresSink
+from connectors.sinks.s3 import S3Config, S3Sink
 from connectors.sinks.warehouse import WarehouseSink
 from schemas.serde import AvroDeserializer, AvroSerializer
 from tests.connect_support import read_topic, start_connect, wait_for
@@ -119,6 +120,34 @@ def test_an_older_offset_never_replaces_a_newer_row(kind: str, tmp_path: Path, p
             ("d", 2, 0, 2),
             ("legacy", 1, 0, 1),
         ]
+
+
+def test_a_zombie_s3_upload_never_replaces_the_new_owners_object(s3: Any) -> None:
+    """An owner that has not yet seen its partition revoked (stalled past its session) uploads what it buffered
+    after the new owner re-read the partition from the same commit and uploaded a longer range: both objects
+    stay, with the same contents where they overlap, and no record is lost."""
+    bucket = s3.create_bucket()
+
+    def owner(name: str, flush_records: int) -> S3Sink:
+        config = {**s3.sink_config(bucket), "topics": ["test.accounts.enriched"], "flush_records": flush_records}
+        return S3Sink(name, S3Config.model_validate(config))
+
+    new_owner, zombie = owner("s3-new-owner", 120), owner("s3-zombie", 50)
+    records = [record(f"k{offset}", 1, offset) for offset in range(120)]
+    try:
+        assert new_owner.write(records, lambda _id: SCHEMA_TEXT) == []
+        assert zombie.write(records[:50], lambda _id: SCHEMA_TEXT) == []
+    finally:
+        new_owner.close()
+        zombie.close()
+
+    archived: dict[int, set[str]] = {}
+    client = s3.client()
+    for item in client.list_objects_v2(Bucket=bucket)["Contents"]:
+        body = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+        for row in pq.read_table(io.BytesIO(body)).to_pylist():
+            archived.setdefault(row["_offset"], set()).add(row["_key"])
+    assert archived == {offset: {f"k{offset}"} for offset in range(120)}
 
 
 # --- live sink processes ------------------------------------------------------------------------------------------
