@@ -106,20 +106,24 @@ def test_an_older_offset_never_replaces_a_newer_row(kind: str, tmp_path: Path, p
         def write(*records: SinkRecord) -> None:
             assert sink.write(records, lambda _id: SCHEMA_TEXT) == []
 
+        def rows() -> list[tuple[Any, ...]]:
+            found: list[tuple[Any, ...]] = query(
+                "SELECT _key, version, _hw_partition, _hw_offset FROM test_accounts_enriched ORDER BY _key"
+            )
+            return found
+
         # The row from before the position columns (NULL position) is replaced by any record.
         write(record("a", 5, offset=50), record("b", 5, offset=51), record("legacy", 1, offset=1))
+        newer = [("a", 5, 0, 50), ("b", 5, 0, 51), ("legacy", 1, 0, 1)]
+        assert rows() == newer
         # A zombie's batch from before a rebalance: older offsets of the same partition change nothing.
         write(record("a", 3, offset=30), record("b", None, offset=31))
-        write(record("a", 5, offset=50), record("c", 1, offset=60), record("d", 1, offset=5, partition=1))
-        # A newer tombstone deletes; a record from another partition replaces whatever offset the row has.
+        assert rows() == newer
+        # The same record again, a newer tombstone, and a key arriving from another partition (only a
+        # repartition moves a key) replacing the row whatever its offset.
+        write(record("a", 5, offset=50), record("c", 1, offset=60), record("d", 9, offset=500, partition=1))
         write(record("c", None, offset=61), record("d", 2, offset=2, partition=0))
-
-        assert query("SELECT _key, version, _hw_partition, _hw_offset FROM test_accounts_enriched ORDER BY _key") == [
-            ("a", 5, 0, 50),
-            ("b", 5, 0, 51),
-            ("d", 2, 0, 2),
-            ("legacy", 1, 0, 1),
-        ]
+        assert rows() == [("a", 5, 0, 50), ("b", 5, 0, 51), ("d", 2, 0, 2), ("legacy", 1, 0, 1)]
 
 
 def test_a_zombie_s3_upload_never_replaces_the_new_owners_object(s3: Any) -> None:
