@@ -5,7 +5,8 @@ stays in its group, paused) and nothing is committed, so a crash at any point lo
 A rebalance can take partitions away between two steps or while a batch is retried (the group callbacks run inside
 `consume()`/`poll()` on this thread). From then on the loop writes nothing more of those partitions, the sink
 forgets what it buffered for them, and their offsets are never committed by this loop: the next owner re-reads
-from the last commit."""
+from the last commit. That holds even when a partition comes back in the same rebalance: its fetch restarts from
+the committed offset, so the records of it in the batch in hand are read again rather than written now."""
 
 from __future__ import annotations
 
@@ -93,6 +94,7 @@ class SinkLoop:
         self._subscribed = False
         self._stop = threading.Event()
         self.owned: set[tuple[str, int]] = set()
+        self._released_in_batch: set[tuple[str, int]] = set()
         self.committed: dict[tuple[str, int], int] = {}
         self.written = 0
         self.dead_lettered = 0
@@ -122,13 +124,18 @@ class SinkLoop:
         """Give partitions up for good: if they come back, they start from the broker's committed offset with no
         state left over from the earlier ownership."""
         self.owned.difference_update(partitions)
+        self._released_in_batch.update(partitions)
         for tp in partitions:
             self.committed.pop(tp, None)
         self.sink.revoked(partitions)
         log.info("event=partitions_%s sink=%s partitions=%s", how, self.sink.name, _listed(partitions))
 
+    def _still_ours(self, tp: tuple[str, int]) -> bool:
+        """Whether the batch in hand may write and commit this partition."""
+        return tp in self.owned and tp not in self._released_in_batch
+
     def _owned_only(self, records: Sequence[SinkRecord]) -> list[SinkRecord]:
-        return [r for r in records if (r.topic, r.partition) in self.owned]
+        return [r for r in records if self._still_ours((r.topic, r.partition))]
 
     def run(self, stop: threading.Event) -> None:
         """Consume and write until `stop` is set."""
@@ -142,6 +149,8 @@ class SinkLoop:
         """One batch: returns how many messages it handled."""
         self._subscribe()
         messages = self._consumer.consume(self.sink.batch_size, timeout=self.sink.flush_interval)
+        # What consume() returns comes from the assignment as it stands after any rebalance it served.
+        self._released_in_batch.clear()
         messages = [m for m in messages if self._usable(m)]
         if messages:
             self._handle(messages)
@@ -199,7 +208,7 @@ class SinkLoop:
         # A retried write polls the consumer, so partitions may have been revoked meanwhile: what is left of
         # them is the next owner's to write.
         records = self._owned_only(records)
-        rejected = [r for r in rejected if (r.record.topic, r.record.partition) in self.owned] + refused
+        rejected = [r for r in rejected if self._still_ours((r.record.topic, r.record.partition))] + refused
         if rejected:
             self._dead_letter(rejected)
         written = len(records) - sum(1 for r in rejected if r.record.value is not None)
@@ -229,12 +238,13 @@ class SinkLoop:
                 if message is not None and message.error() is None:
                     paused.append(self._hold(message))
         finally:
-            owned = [tp for tp in paused if (tp.topic, tp.partition) in self.owned]
-            if owned:
-                self._consumer.resume(owned)
+            # Resumed whether still assigned or not: librdkafka keeps a pause across a rebalance, so a partition
+            # left paused here would stay stopped when it is assigned to this consumer again.
+            if paused:
+                self._consumer.resume(paused)
 
     def _hold(self, message: Message) -> TopicPartition:
-        """A partition assigned by a rebalance during the wait is fetched again: rewind it to this message and
+        """A partition newly assigned by a rebalance during the wait is fetched: rewind it to this message and
         pause it, so the message is consumed once the wait is over instead of being skipped."""
         partition = TopicPartition(_topic(message), _partition(message), _offset(message))
         self._consumer.seek(partition)
@@ -293,7 +303,7 @@ class SinkLoop:
                 next_offsets[tp] = first_unwritten
             next_offsets = {tp: o for tp, o in next_offsets.items() if o > self.committed.get(tp, -1)}
         # A revoked partition's offsets are its new owner's to commit; ours could move them backwards.
-        next_offsets = {tp: o for tp, o in next_offsets.items() if tp in self.owned}
+        next_offsets = {tp: o for tp, o in next_offsets.items() if self._still_ours(tp)}
         if not next_offsets:
             return
         self._consumer.commit(

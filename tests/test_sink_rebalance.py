@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import re
 import signal
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,12 +26,15 @@ import yaml
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.base import SinkRecord
+from connectors.embedded_postgres import EmbeddedPostgres
+from connectors.sink_loop import SinkLoop
 from connectors.sinks.duckdb import DuckDBConfig, DuckDBSink
 from connectors.sinks.postgres import PostgresConfig, PostgresSink
 from connectors.sinks.s3 import S3Config, S3Sink
 from connectors.sinks.warehouse import WarehouseSink
+from headwater.settings import KafkaSettings, RegistrySettings
 from schemas.serde import AvroDeserializer, AvroSerializer
-from tests.connect_support import read_topic, start_connect, wait_for
+from tests.connect_support import read_topic, running, start_connect, wait_for
 
 SCHEMA = {
     "type": "record",
@@ -157,6 +162,19 @@ def test_a_zombie_s3_upload_never_replaces_the_new_owners_object(s3: Any) -> Non
 # --- live sink processes ------------------------------------------------------------------------------------------
 
 
+def produce_accounts(kafka: Any, registry: Any, topic: str, keys: int, versions: range) -> None:
+    """Each version of keys k0.. in turn; key k<i> always goes to partition i mod PARTITIONS, so every
+    partition gets the same number of records."""
+    serializer = AvroSerializer(registry.client(), f"{topic}-value", SCHEMA)
+    producer = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 20, "enable.idempotence": True})
+    for version in versions:
+        for i in range(keys):
+            value = serializer.encode(account(f"k{i}", version))
+            producer.produce(topic, key=f"k{i}".encode(), value=value, partition=i % PARTITIONS)
+            producer.poll(0)
+    assert producer.flush(30) == 0
+
+
 def write_run_config(path: Path, kafka: Any, registry: Any, connectors: list[dict[str, Any]]) -> Path:
     data = {
         "kafka": {"bootstrap.servers": kafka.bootstrap, **FAST_GROUP},
@@ -235,16 +253,7 @@ class Run:
             stop(process)
 
     def produce(self, keys: int, versions: range) -> None:
-        """Each version of keys k0.. in turn; key k<i> always goes to partition i mod PARTITIONS, so every
-        partition gets the same number of records."""
-        serializer = AvroSerializer(self.registry.client(), f"{self.topic}-value", SCHEMA)
-        producer = Producer({"bootstrap.servers": self.kafka.bootstrap, "linger.ms": 20, "enable.idempotence": True})
-        for version in versions:
-            for i in range(keys):
-                value = serializer.encode(account(f"k{i}", version))
-                producer.produce(self.topic, key=f"k{i}".encode(), value=value, partition=i % PARTITIONS)
-                producer.poll(0)
-        assert producer.flush(30) == 0
+        produce_accounts(self.kafka, self.registry, self.topic, keys, versions)
 
     def committed(self, sink: str) -> list[int]:
         return committed(self.kafka.bootstrap, f"headwater-connect-{sink}", self.topic)
@@ -371,3 +380,59 @@ def test_sink_killed_mid_batch_and_restarted_ends_exact(
     copies = run.archived()
     assert sorted(copies) == sorted(records), "every record archived"
     assert all(found == [records[position]] * len(found) for position, found in copies.items())
+
+
+def test_partitions_assigned_while_a_batch_is_retried_are_not_skipped(
+    kafka: Any, registry: Any, postgres_server: EmbeddedPostgres, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    """With the warehouse down, sink A retries its batch while polling its consumer, sharing the topic with a
+    `connect run` process B. B stops: the rebalance hands A partitions it never paused, so A's polls fetch their
+    records during the wait. They must be consumed after the outage, not dropped: every partition's committed
+    offset reaches the end and every key has its latest row."""
+    caplog.set_level(logging.INFO, logger="connectors.sink_loop")
+    dsn = postgres_server.start()
+    postgres_server.stop()
+    topic = kafka.create_topic(partitions=PARTITIONS)
+    name = f"pg-{uuid.uuid4().hex[:8]}"
+    group = f"headwater-connect-{name}"
+    sink_config = {"dsn": dsn, "topics": [topic], "connect_timeout": 2}
+    config = write_run_config(
+        tmp_path / "connect.yaml", kafka, registry, [{"name": name, "connector": "postgres", "config": sink_config}]
+    )
+    first = SinkLoop(
+        PostgresSink(name, PostgresConfig.model_validate(sink_config)),
+        kafka=KafkaSettings.model_validate({"bootstrap.servers": kafka.bootstrap, **FAST_GROUP}),
+        registry=RegistrySettings(url=registry.url),
+        group_id=group,
+    )
+
+    def owned() -> int:
+        return len(first._consumer.assignment())
+
+    def long_wait_after(moment: float) -> bool:
+        """A retry wait of 8 s or more begun after `moment`: the next rebalance lands inside it."""
+        pattern = re.compile(rf"event=sink_retry sink={name} attempt=\d+ wait_s=(\S+)")
+        return any(
+            (match := pattern.match(r.getMessage())) and float(match[1]) >= 8 and r.created > moment
+            for r in caplog.records
+        )
+
+    produce_accounts(kafka, registry, topic, keys=40, versions=range(1))
+    with running(first, join_timeout=90):
+        wait_for(lambda: owned() == PARTITIONS, what="A assigned every partition")
+        second = start_connect(config, tmp_path / "b.log", "--status-port", "0")
+        try:
+            wait_for(lambda: owned() == PARTITIONS // 2, timeout=90, what="B taking half of the partitions")
+            split = time.time()
+            wait_for(lambda: long_wait_after(split), timeout=60, what="A waiting long between attempts")
+            # Not in A's batch: A fetches these only once B's partitions come to it during the wait.
+            produce_accounts(kafka, registry, topic, keys=40, versions=range(1, 3))
+        finally:
+            stop(second)
+        wait_for(lambda: owned() == PARTITIONS, timeout=60, what="A assigned B's partitions")
+        postgres_server.start()
+        end = ends(kafka.bootstrap, topic)
+        wait_for(lambda: committed(kafka.bootstrap, group, topic) == end, timeout=120, what="commits at the end")
+    with psycopg.connect(dsn) as conn:
+        found = conn.execute(f"SELECT _key, version FROM {topic.replace('.', '_')}").fetchall()
+    assert sorted(found) == sorted((f"k{i}", 2) for i in range(40))
