@@ -24,7 +24,15 @@ from connectors.base import RetryableError
 from connectors.columns import Column, Kind
 from connectors.connector_index import register
 from connectors.sink_loop import SinkLoop
-from connectors.sinks.warehouse import SOURCE_COLUMN, TablePlan, WarehouseConfig, WarehouseSink, not_older
+from connectors.sinks.warehouse import (
+    OFFSET_COLUMN,
+    PARTITION_COLUMN,
+    SOURCE_COLUMN,
+    TablePlan,
+    WarehouseConfig,
+    WarehouseSink,
+    not_older,
+)
 from headwater.settings import KafkaSettings, RegistrySettings
 
 log = logging.getLogger(__name__)
@@ -154,8 +162,9 @@ class DuckDBSink(WarehouseSink[DuckDBConfig]):
 
     def _delete(self, conn: duckdb.DuckDBPyConnection, plan: TablePlan) -> None:
         conn.execute(
-            f'DELETE FROM {self._name(plan.table)} AS t USING (SELECT unnest(?) AS k, unnest(?) AS "_hw_partition", '
-            f'unnest(?) AS "_hw_offset") AS d WHERE t.{_quote(self.config.key_column)} = d.k AND {not_older("d")}',
+            f"DELETE FROM {self._name(plan.table)} AS t USING (SELECT unnest(?) AS k, "
+            f"unnest(?) AS {_quote(PARTITION_COLUMN)}, unnest(?) AS {_quote(OFFSET_COLUMN)}) AS d "
+            f"WHERE t.{_quote(self.config.key_column)} = d.k AND {not_older('d')}",
             [plan.deletes, [r.partition for r in plan.delete_records], [r.offset for r in plan.delete_records]],
         )
 

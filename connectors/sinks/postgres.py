@@ -14,7 +14,15 @@ from pydantic import Field, SecretStr
 from connectors.base import RetryableError
 from connectors.columns import Column, Kind
 from connectors.connector_index import register
-from connectors.sinks.warehouse import SOURCE_COLUMN, TablePlan, WarehouseConfig, WarehouseSink, not_older
+from connectors.sinks.warehouse import (
+    OFFSET_COLUMN,
+    PARTITION_COLUMN,
+    SOURCE_COLUMN,
+    TablePlan,
+    WarehouseConfig,
+    WarehouseSink,
+    not_older,
+)
 
 log = logging.getLogger(__name__)
 
@@ -172,9 +180,15 @@ class PostgresSink(WarehouseSink[PostgresConfig]):
     def _delete(self, cur: psycopg.Cursor[tuple[object, ...]], plan: TablePlan) -> None:
         cur.execute(
             sql.SQL(
-                'DELETE FROM {} AS t USING unnest(%s::text[], %s::integer[], %s::bigint[]) AS d(k, "_hw_partition", '
-                '"_hw_offset") WHERE t.{} = d.k AND {}'
-            ).format(self._name(plan.table), sql.Identifier(self.config.key_column), sql.SQL(not_older("d"))),
+                "DELETE FROM {} AS t USING unnest(%s::text[], %s::integer[], %s::bigint[]) AS d(k, {}, {}) "
+                "WHERE t.{} = d.k AND {}"
+            ).format(
+                self._name(plan.table),
+                sql.Identifier(PARTITION_COLUMN),
+                sql.Identifier(OFFSET_COLUMN),
+                sql.Identifier(self.config.key_column),
+                sql.SQL(not_older("d")),
+            ),
             (
                 plan.deletes,
                 [r.partition for r in plan.delete_records],
