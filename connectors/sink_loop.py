@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from connectors import metrics
@@ -31,6 +31,17 @@ from schemas.serde import AvroDeserializer, SerdeError
 log = logging.getLogger(__name__)
 
 _BACKOFF = wait_exponential(multiplier=0.5, min=0.5, max=30)
+# A write may take minutes (a large batch, a slow warehouse); the connection's own settings take precedence.
+_CONSUMER_DEFAULTS: dict[str, Any] = {
+    "max.poll.interval.ms": 600_000,
+    "fetch.max.bytes": 64 * 1024 * 1024,
+    "queued.max.messages.kbytes": 262_144,
+}
+# The group moved on without this consumer (it stalled past max.poll.interval.ms, or a rebalance is under way):
+# its partitions belong to another member, which re-reads them from the last commit.
+_COMMIT_FENCED = frozenset(
+    {KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID, KafkaError.REBALANCE_IN_PROGRESS}
+)
 
 
 def _topic(message: Message) -> str:
@@ -79,14 +90,11 @@ class SinkLoop:
         self.sink = sink
         topics: list[str] = list(getattr(sink.config, "topics", []))
         self.topics = topics
+        configured = kafka.properties()
         self._consumer = clients.consumer(
             kafka,
             group_id or f"headwater-connect-{sink.name}",
-            **{
-                "max.poll.interval.ms": 600_000,
-                "fetch.max.bytes": 64 * 1024 * 1024,
-                "queued.max.messages.kbytes": 262_144,
-            },
+            **{name: value for name, value in _CONSUMER_DEFAULTS.items() if name not in configured},
         )
         self._client = registry_client(registry)
         self._deserializer = AvroDeserializer(self._client)
@@ -306,9 +314,21 @@ class SinkLoop:
         next_offsets = {tp: o for tp, o in next_offsets.items() if self._still_ours(tp)}
         if not next_offsets:
             return
-        self._consumer.commit(
-            offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()], asynchronous=False
-        )
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()], asynchronous=False
+            )
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.code() not in _COMMIT_FENCED:
+                raise
+            log.warning(
+                "event=commit_refused sink=%s partitions=%s reason=%s",
+                self.sink.name,
+                _listed(list(next_offsets)),
+                error.str(),
+            )
+            return
         self.committed.update(next_offsets)
 
     def end_offsets(self) -> dict[tuple[str, int], int]:

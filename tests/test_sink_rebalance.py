@@ -202,6 +202,12 @@ def ends(bootstrap: str, topic: str) -> list[int]:
         consumer.close()
 
 
+def members(kafka: Any, group: str) -> list[Any]:
+    admin = kafka.admin()  # kept referenced until the result is in
+    members: list[Any] = admin.describe_consumer_groups([group])[group].result(timeout=30).members
+    return members
+
+
 def stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -260,10 +266,8 @@ class Run:
 
     def shared(self, sink: str) -> bool:
         """Whether two members of the sink's group each own some partitions."""
-        group = f"headwater-connect-{sink}"
-        admin = self.kafka.admin()  # kept referenced until the result is in
-        description = admin.describe_consumer_groups([group])[group].result(timeout=30)
-        return sum(1 for member in description.members if member.assignment.topic_partitions) == 2
+        owners = members(self.kafka, f"headwater-connect-{sink}")
+        return sum(1 for member in owners if member.assignment.topic_partitions) == 2
 
     def caught_up(self) -> bool:
         end = ends(self.kafka.bootstrap, self.topic)
@@ -435,4 +439,38 @@ def test_partitions_assigned_while_a_batch_is_retried_are_not_skipped(
         wait_for(lambda: committed(kafka.bootstrap, group, topic) == end, timeout=120, what="commits at the end")
     with psycopg.connect(dsn) as conn:
         found = conn.execute(f"SELECT _key, version FROM {topic.replace('.', '_')}").fetchall()
+    assert sorted(found) == sorted((f"k{i}", 2) for i in range(40))
+
+
+def test_a_sink_stalled_out_of_its_group_goes_on_without_committing_what_it_lost(
+    kafka: Any, registry: Any, postgres: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A write blocked past max.poll.interval.ms makes the consumer leave its group. When the write finally
+    returns, its commit is refused: the loop must go on (rejoin, re-read from the last commit) instead of dying
+    on the refusal, and end with every offset committed and every key's latest row."""
+    caplog.set_level(logging.INFO, logger="connectors.sink_loop")
+    dsn = postgres.create_database()
+    topic = kafka.create_topic(partitions=PARTITIONS)
+    table = topic.replace(".", "_")
+    group = f"g-{uuid.uuid4().hex}"
+    stalled = {**FAST_GROUP, "max.poll.interval.ms": 7000}
+    loop = SinkLoop(
+        PostgresSink("pg-stalled", PostgresConfig.model_validate({"dsn": dsn, "topics": [topic]})),
+        kafka=KafkaSettings.model_validate({"bootstrap.servers": kafka.bootstrap, **stalled}),
+        registry=RegistrySettings(url=registry.url),
+        group_id=group,
+    )
+    produce_accounts(kafka, registry, topic, keys=40, versions=range(1))
+    with running(loop, join_timeout=90):
+        first = ends(kafka.bootstrap, topic)
+        wait_for(lambda: committed(kafka.bootstrap, group, topic) == first, timeout=60, what="the first records")
+        with psycopg.connect(dsn) as blocker:
+            blocker.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            produce_accounts(kafka, registry, topic, keys=40, versions=range(1, 3))
+            wait_for(lambda: not members(kafka, group), timeout=60, what="A out of its group while blocked")
+        end = ends(kafka.bootstrap, topic)
+        wait_for(lambda: committed(kafka.bootstrap, group, topic) == end, timeout=120, what="commits at the end")
+    assert "event=commit_refused sink=pg-stalled" in caplog.text, "the stalled write's commit was not refused"
+    with psycopg.connect(dsn) as conn:
+        found = conn.execute(f"SELECT _key, version FROM {table}").fetchall()
     assert sorted(found) == sorted((f"k{i}", 2) for i in range(40))
