@@ -1,7 +1,8 @@
 """Sinks across rebalances and crashes, against the real broker, registry, PostgreSQL and moto's S3: the warehouse
-upsert guard on its own, two `headwater connect run` processes sharing the partitions of a topic (chaos e), and a
-sink SIGKILLed mid-batch then restarted (chaos b). Each ends with the warehouse holding exactly one row per key
-with its latest values and position, every record in the S3 objects, and the committed offsets at the end."""
+upsert guard and a zombie's S3 upload on their own; two `headwater connect run` processes sharing the partitions of
+a topic (chaos e); a sink SIGKILLed mid-batch then restarted (chaos b); partitions handed over while a batch is
+retried; a sink stalled out of its group. Each ends with the warehouse holding exactly one row per key with its
+latest values (and position), every record in the S3 objects, and the committed offsets at the end."""
 
 from __future__ import annotations
 
