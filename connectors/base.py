@@ -179,3 +179,8 @@ class Sink(Connector[ConfigT]):
         """For sinks that buffer across batches: per partition, the first offset not yet durable (None: all
         written records are durable once `write` returns)."""
         return None
+
+    def revoked(self, partitions: Sequence[tuple[str, int]]) -> None:
+        """The consumer no longer owns these (topic, partition)s: forget whatever is buffered for them and never
+        write it, since their next owner re-reads from the last committed offset. Sinks that keep nothing
+        between batches have nothing to forget."""

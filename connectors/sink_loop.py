@@ -1,6 +1,12 @@
 """Runs one sink: consume a batch, decode it with the registry, write it, dead-letter what the sink refused, and
 only then commit the consumer offsets. While the target is down the batch is retried with backoff (the consumer
-stays in its group, paused) and nothing is committed, so a crash at any point loses no record."""
+stays in its group, paused) and nothing is committed, so a crash at any point loses no record.
+
+A rebalance can take partitions away between two steps or while a batch is retried (the group callbacks run inside
+`consume()`/`poll()` on this thread). From then on the loop writes nothing more of those partitions, the sink
+forgets what it buffered for them, and their offsets are never committed by this loop: the next owner re-reads
+from the last commit. That holds even when a partition comes back in the same rebalance: its fetch restarts from
+the committed offset, so the records of it in the batch in hand are read again rather than written now."""
 
 from __future__ import annotations
 
@@ -10,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from confluent_kafka import KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
 from connectors import metrics
@@ -25,6 +31,17 @@ from schemas.serde import AvroDeserializer, SerdeError
 log = logging.getLogger(__name__)
 
 _BACKOFF = wait_exponential(multiplier=0.5, min=0.5, max=30)
+# A write may take minutes (a large batch, a slow warehouse); the connection's own settings take precedence.
+_CONSUMER_DEFAULTS: dict[str, Any] = {
+    "max.poll.interval.ms": 600_000,
+    "fetch.max.bytes": 64 * 1024 * 1024,
+    "queued.max.messages.kbytes": 262_144,
+}
+# The group moved on without this consumer (it stalled past max.poll.interval.ms, or a rebalance is under way):
+# its partitions belong to another member, which re-reads them from the last commit.
+_COMMIT_FENCED = frozenset(
+    {KafkaError.ILLEGAL_GENERATION, KafkaError.UNKNOWN_MEMBER_ID, KafkaError.REBALANCE_IN_PROGRESS}
+)
 
 
 def _topic(message: Message) -> str:
@@ -47,6 +64,14 @@ def _as_bytes(value: str | bytes | None) -> bytes:
     return value.encode() if isinstance(value, str) else value
 
 
+def _pairs(partitions: Sequence[TopicPartition]) -> list[tuple[str, int]]:
+    return [(tp.topic, tp.partition) for tp in partitions]
+
+
+def _listed(partitions: Sequence[tuple[str, int]]) -> str:
+    return ",".join(f"{topic}/{partition}" for topic, partition in sorted(partitions)) or "-"
+
+
 def _headers(message: Message) -> HeaderList:
     found = message.headers() or []
     pairs = found.items() if isinstance(found, dict) else found
@@ -65,20 +90,19 @@ class SinkLoop:
         self.sink = sink
         topics: list[str] = list(getattr(sink.config, "topics", []))
         self.topics = topics
+        configured = kafka.properties()
         self._consumer = clients.consumer(
             kafka,
             group_id or f"headwater-connect-{sink.name}",
-            **{
-                "max.poll.interval.ms": 600_000,
-                "fetch.max.bytes": 64 * 1024 * 1024,
-                "queued.max.messages.kbytes": 262_144,
-            },
+            **{name: value for name, value in _CONSUMER_DEFAULTS.items() if name not in configured},
         )
         self._client = registry_client(registry)
         self._deserializer = AvroDeserializer(self._client)
         self._dead_letters = AckedProducer(kafka)
         self._subscribed = False
         self._stop = threading.Event()
+        self.owned: set[tuple[str, int]] = set()
+        self._released_in_batch: set[tuple[str, int]] = set()
         self.committed: dict[tuple[str, int], int] = {}
         self.written = 0
         self.dead_lettered = 0
@@ -88,8 +112,38 @@ class SinkLoop:
 
     def _subscribe(self) -> None:
         if not self._subscribed:
-            self._consumer.subscribe(self.topics)
+            self._consumer.subscribe(
+                self.topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+            )
             self._subscribed = True
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        assigned = _pairs(partitions)
+        self.owned.update(assigned)
+        log.info("event=partitions_assigned sink=%s partitions=%s", self.sink.name, _listed(assigned))
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._release(_pairs(partitions), "revoked")
+
+    def _on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._release(_pairs(partitions), "lost")
+
+    def _release(self, partitions: list[tuple[str, int]], how: str) -> None:
+        """Give partitions up for good: if they come back, they start from the broker's committed offset with no
+        state left over from the earlier ownership."""
+        self.owned.difference_update(partitions)
+        self._released_in_batch.update(partitions)
+        for tp in partitions:
+            self.committed.pop(tp, None)
+        self.sink.revoked(partitions)
+        log.info("event=partitions_%s sink=%s partitions=%s", how, self.sink.name, _listed(partitions))
+
+    def _still_ours(self, tp: tuple[str, int]) -> bool:
+        """Whether the batch in hand may write and commit this partition."""
+        return tp in self.owned and tp not in self._released_in_batch
+
+    def _owned_only(self, records: Sequence[SinkRecord]) -> list[SinkRecord]:
+        return [r for r in records if self._still_ours((r.topic, r.partition))]
 
     def run(self, stop: threading.Event) -> None:
         """Consume and write until `stop` is set."""
@@ -103,6 +157,8 @@ class SinkLoop:
         """One batch: returns how many messages it handled."""
         self._subscribe()
         messages = self._consumer.consume(self.sink.batch_size, timeout=self.sink.flush_interval)
+        # What consume() returns comes from the assignment as it stands after any rebalance it served.
+        self._released_in_batch.clear()
         messages = [m for m in messages if self._usable(m)]
         if messages:
             self._handle(messages)
@@ -156,7 +212,11 @@ class SinkLoop:
 
     def _handle(self, messages: Sequence[Message]) -> None:
         records, rejected = self._decode(messages)
-        rejected += self._write(records)
+        refused = self._write(records)
+        # A retried write polls the consumer, so partitions may have been revoked meanwhile: what is left of
+        # them is the next owner's to write.
+        records = self._owned_only(records)
+        rejected = [r for r in rejected if self._still_ours((r.record.topic, r.record.partition))] + refused
         if rejected:
             self._dead_letter(rejected)
         written = len(records) - sum(1 for r in rejected if r.record.value is not None)
@@ -176,16 +236,28 @@ class SinkLoop:
 
     def _idle(self, seconds: float) -> None:
         """Wait while staying a live group member: partitions paused, consumer still polled."""
-        assignment = self._consumer.assignment()
-        if assignment:
-            self._consumer.pause(assignment)
+        paused = self._consumer.assignment()
+        if paused:
+            self._consumer.pause(paused)
         deadline = time.monotonic() + seconds
         try:
             while (remaining := deadline - time.monotonic()) > 0 and not self._stop.is_set():
-                self._consumer.poll(min(remaining, 1.0))
+                message = self._consumer.poll(min(remaining, 1.0))
+                if message is not None and message.error() is None:
+                    paused.append(self._hold(message))
         finally:
-            if assignment:
-                self._consumer.resume(assignment)
+            # Resumed whether still assigned or not: librdkafka keeps a pause across a rebalance, so a partition
+            # left paused here would stay stopped when it is assigned to this consumer again.
+            if paused:
+                self._consumer.resume(paused)
+
+    def _hold(self, message: Message) -> TopicPartition:
+        """A partition newly assigned by a rebalance during the wait is fetched: rewind it to this message and
+        pause it, so the message is consumed once the wait is over instead of being skipped."""
+        partition = TopicPartition(_topic(message), _partition(message), _offset(message))
+        self._consumer.seek(partition)
+        self._consumer.pause([partition])
+        return partition
 
     def _write(self, records: list[SinkRecord]) -> list[Rejected]:
         retrying = Retrying(
@@ -196,7 +268,7 @@ class SinkLoop:
             before_sleep=self._log_retry,
             reraise=True,
         )
-        result: list[Rejected] = retrying(self.sink.write, records, self._schema_text)
+        result: list[Rejected] = retrying(lambda: self.sink.write(self._owned_only(records), self._schema_text))
         return result
 
     def _dead_letter(self, rejected: Sequence[Rejected]) -> None:
@@ -238,11 +310,25 @@ class SinkLoop:
             for tp, first_unwritten in pending.items():
                 next_offsets[tp] = first_unwritten
             next_offsets = {tp: o for tp, o in next_offsets.items() if o > self.committed.get(tp, -1)}
+        # A revoked partition's offsets are its new owner's to commit; ours could move them backwards.
+        next_offsets = {tp: o for tp, o in next_offsets.items() if self._still_ours(tp)}
         if not next_offsets:
             return
-        self._consumer.commit(
-            offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()], asynchronous=False
-        )
+        try:
+            self._consumer.commit(
+                offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()], asynchronous=False
+            )
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.code() not in _COMMIT_FENCED:
+                raise
+            log.warning(
+                "event=commit_refused sink=%s partitions=%s reason=%s",
+                self.sink.name,
+                _listed(list(next_offsets)),
+                error.str(),
+            )
+            return
         self.committed.update(next_offsets)
 
     def end_offsets(self) -> dict[tuple[str, int], int]:
@@ -265,6 +351,7 @@ class SinkLoop:
                 self.committed[(tp.topic, tp.partition)] = tp.offset
         # A one-shot load assigns the partitions itself instead of waiting seconds for a group rebalance.
         self._consumer.assign([TopicPartition(tp.topic, tp.partition, tp.offset) for tp in committed])
+        self.owned = set(targets)
         self._subscribed = True
         deadline = time.monotonic() + timeout
         while any(self.committed.get(tp, 0) < end for tp, end in targets.items() if end > 0):

@@ -1,5 +1,5 @@
 """S3 sink against moto's S3 server, the real broker and registry: Parquet objects per topic, date/hour and
-first offset; flush by size and by time; a replay overwrites the same objects."""
+first and last offset; flush by size and by time; a replay overwrites the same objects."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def run_sink(kafka: Any, registry: Any, config: dict[str, Any], group: str, unti
         wait_for(until, timeout=60, what="the sink to commit")
 
 
-def test_parquet_objects_by_hour_and_first_offset_and_replay_overwrites(kafka: Any, registry: Any, s3: Any) -> None:
+def test_parquet_objects_by_hour_and_offset_range_and_replay_overwrites(kafka: Any, registry: Any, s3: Any) -> None:
     topic = kafka.create_topic()
     bucket = s3.create_bucket()
     produce_at(
@@ -82,8 +82,8 @@ def test_parquet_objects_by_hour_and_first_offset_and_replay_overwrites(kafka: A
 
     found = objects(s3, bucket)
     base = f"archive/{topic}/date=2024-01-01"
-    first_key = f"{base}/hour=10/{topic}+0+{0:020d}.parquet"
-    assert sorted(found) == [first_key, f"{base}/hour=11/{topic}+0+{4:020d}.parquet"]
+    first_key = f"{base}/hour=10/{topic}+0+{0:020d}+{3:020d}.parquet"
+    assert sorted(found) == [first_key, f"{base}/hour=11/{topic}+0+{4:020d}+{4:020d}.parquet"]
     first = found[first_key].to_pylist()
     assert [(r["_key"], r["amount"], r["_offset"], r["_deleted"]) for r in first] == [
         ("e1", 1.0, 0, False),

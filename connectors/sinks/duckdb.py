@@ -1,6 +1,7 @@
 """DuckDB warehouse sink, the embedded default of `headwater up`: same semantics as the PostgreSQL sink (upsert on
 the record key, last record per key in a batch wins, tombstones delete, tables evolve by adding nullable
-columns), with each batch staged as an Arrow table.
+columns, a row written from a later offset of the same partition is never replaced), with each batch staged as an
+Arrow table.
 
 `load_until_caught_up(...)` loads given topics into a DuckDB file until the end offsets seen at its start are
 written, for callers that want a one-shot load rather than a long-running connector.
@@ -23,7 +24,15 @@ from connectors.base import RetryableError
 from connectors.columns import Column, Kind
 from connectors.connector_index import register
 from connectors.sink_loop import SinkLoop
-from connectors.sinks.warehouse import SOURCE_COLUMN, TablePlan, WarehouseConfig, WarehouseSink
+from connectors.sinks.warehouse import (
+    OFFSET_COLUMN,
+    PARTITION_COLUMN,
+    SOURCE_COLUMN,
+    TablePlan,
+    WarehouseConfig,
+    WarehouseSink,
+    not_older,
+)
 from headwater.settings import KafkaSettings, RegistrySettings
 
 log = logging.getLogger(__name__)
@@ -122,11 +131,7 @@ class DuckDBSink(WarehouseSink[DuckDBConfig]):
             if staged is not None:
                 self._upsert(conn, plan, staged)
             if plan.deletes:
-                conn.execute(
-                    f"DELETE FROM {self._name(plan.table)} WHERE {_quote(self.config.key_column)} IN "
-                    "(SELECT unnest(?))",
-                    [plan.deletes],
-                )
+                self._delete(conn, plan)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -136,8 +141,8 @@ class DuckDBSink(WarehouseSink[DuckDBConfig]):
                 conn.unregister("hw_stage")
 
     def _stage(self, plan: TablePlan) -> pa.Table:
-        names = [self.config.key_column, *(c.name for c in plan.columns), SOURCE_COLUMN]
-        types = [pa.string(), *(arrow_type(c) for c in plan.columns), pa.string()]
+        names = self._staged_names(plan)
+        types = [pa.string(), *(arrow_type(c) for c in plan.columns), pa.string(), pa.int32(), pa.int64()]
         columns: list[list[Any]] = [list(values) for values in zip(*plan.rows, strict=True)]
         arrays = [pa.array(values, type=t) for values, t in zip(columns, types, strict=True)]
         return pa.Table.from_arrays(arrays, names=names)
@@ -155,9 +160,17 @@ class DuckDBSink(WarehouseSink[DuckDBConfig]):
         for column in plan.widen:
             conn.execute(f"ALTER TABLE {table} ALTER COLUMN {_quote(column.name)} TYPE {_sql_type(column)}")
 
+    def _delete(self, conn: duckdb.DuckDBPyConnection, plan: TablePlan) -> None:
+        conn.execute(
+            f"DELETE FROM {self._name(plan.table)} AS t USING (SELECT unnest(?) AS k, "
+            f"unnest(?) AS {_quote(PARTITION_COLUMN)}, unnest(?) AS {_quote(OFFSET_COLUMN)}) AS d "
+            f"WHERE t.{_quote(self.config.key_column)} = d.k AND {not_older('d')}",
+            [plan.deletes, [r.partition for r in plan.delete_records], [r.offset for r in plan.delete_records]],
+        )
+
     def _upsert(self, conn: duckdb.DuckDBPyConnection, plan: TablePlan, staged: pa.Table) -> None:
         conn.register("hw_stage", staged)
-        names = [self.config.key_column, *(c.name for c in plan.columns), SOURCE_COLUMN]
+        names = self._staged_names(plan)
         updated = names[1:]
         idents = ", ".join(_quote(n) for n in names)
         assignments = ", ".join(f"{_quote(n)} = EXCLUDED.{_quote(n)}" for n in updated)
@@ -166,7 +179,7 @@ class DuckDBSink(WarehouseSink[DuckDBConfig]):
         conn.execute(
             f"INSERT INTO {self._name(plan.table)} AS t ({idents}) SELECT {idents} FROM hw_stage "
             f"ON CONFLICT ({_quote(self.config.key_column)}) DO UPDATE SET {assignments} "
-            f"WHERE ({current}) IS DISTINCT FROM ({incoming})"
+            f"WHERE ({current}) IS DISTINCT FROM ({incoming}) AND {not_older('EXCLUDED')}"
         )
 
     def close(self) -> None:

@@ -1,6 +1,7 @@
 """PostgreSQL warehouse sink (psycopg 3): each batch is COPied into a temporary staging table, then merged with
 `INSERT ... ON CONFLICT (key) DO UPDATE` (rows whose values did not change are left alone, so a replay changes
-nothing) and tombstones delete their key, all in one transaction."""
+nothing, and rows written from a later offset of the same partition are never replaced) and tombstones delete
+their key unless its row is newer, all in one transaction."""
 
 from __future__ import annotations
 
@@ -13,7 +14,15 @@ from pydantic import Field, SecretStr
 from connectors.base import RetryableError
 from connectors.columns import Column, Kind
 from connectors.connector_index import register
-from connectors.sinks.warehouse import SOURCE_COLUMN, TablePlan, WarehouseConfig, WarehouseSink
+from connectors.sinks.warehouse import (
+    OFFSET_COLUMN,
+    PARTITION_COLUMN,
+    SOURCE_COLUMN,
+    TablePlan,
+    WarehouseConfig,
+    WarehouseSink,
+    not_older,
+)
 
 log = logging.getLogger(__name__)
 
@@ -123,12 +132,7 @@ class PostgresSink(WarehouseSink[PostgresConfig]):
                 if plan.rows:
                     self._upsert(cur, plan)
                 if plan.deletes:
-                    cur.execute(
-                        sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(
-                            self._name(plan.table), sql.Identifier(self.config.key_column)
-                        ),
-                        (plan.deletes,),
-                    )
+                    self._delete(cur, plan)
         except psycopg.OperationalError as exc:
             self._drop_connection()
             raise RetryableError(f"PostgreSQL unreachable: {type(exc).__name__}") from exc
@@ -173,8 +177,27 @@ class PostgresSink(WarehouseSink[PostgresConfig]):
                 len(plan.widen),
             )
 
+    def _delete(self, cur: psycopg.Cursor[tuple[object, ...]], plan: TablePlan) -> None:
+        cur.execute(
+            sql.SQL(
+                "DELETE FROM {} AS t USING unnest(%s::text[], %s::integer[], %s::bigint[]) AS d(k, {}, {}) "
+                "WHERE t.{} = d.k AND {}"
+            ).format(
+                self._name(plan.table),
+                sql.Identifier(PARTITION_COLUMN),
+                sql.Identifier(OFFSET_COLUMN),
+                sql.Identifier(self.config.key_column),
+                sql.SQL(not_older("d")),
+            ),
+            (
+                plan.deletes,
+                [r.partition for r in plan.delete_records],
+                [r.offset for r in plan.delete_records],
+            ),
+        )
+
     def _upsert(self, cur: psycopg.Cursor[tuple[object, ...]], plan: TablePlan) -> None:
-        names = [self.config.key_column, *(c.name for c in plan.columns), SOURCE_COLUMN]
+        names = self._staged_names(plan)
         idents = sql.SQL(", ").join(sql.Identifier(n) for n in names)
         cur.execute(
             sql.SQL("CREATE TEMP TABLE hw_stage (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP").format(
@@ -193,7 +216,7 @@ class PostgresSink(WarehouseSink[PostgresConfig]):
         cur.execute(
             sql.SQL(
                 "INSERT INTO {} AS t ({}) SELECT {} FROM hw_stage ON CONFLICT ({}) DO UPDATE SET {} "
-                "WHERE ROW({}) IS DISTINCT FROM ROW({})"
+                "WHERE ROW({}) IS DISTINCT FROM ROW({}) AND {}"
             ).format(
                 self._name(plan.table),
                 idents,
@@ -202,6 +225,7 @@ class PostgresSink(WarehouseSink[PostgresConfig]):
                 assignments,
                 current,
                 incoming,
+                sql.SQL(not_older("EXCLUDED")),
             )
         )
 

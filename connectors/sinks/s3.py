@@ -1,8 +1,11 @@
 """S3 sink (boto3, pyarrow): Parquet files per topic partition, partitioned by topic and the records' date/hour.
 
 An object holds a contiguous offset range of one partition, one hour and one schema, and is named after its
-topic, partition and first offset, so a file re-uploaded after a crash overwrites the same object instead of
-duplicating it. Consumer offsets are committed only up to the first record not yet uploaded.
+topic, partition, first and last offset. The same range always has the same contents, so a file re-uploaded after
+a crash overwrites an identical object; two owners of a partition around a rebalance (or a crash between upload
+and commit) may cut different ranges from the same first offset, and those get different names instead of one
+replacing the other's records. Consumer offsets are committed only up to the first record not yet uploaded, and
+the buffer of a revoked partition is dropped, never uploaded: its next owner re-reads it from the last commit.
 """
 
 from __future__ import annotations
@@ -123,15 +126,29 @@ class S3Sink(Sink[S3Config]):
                 self._upload(tp, buffer, schema_of)
         return []
 
+    def revoked(self, partitions: Sequence[tuple[str, int]]) -> None:
+        for tp in partitions:
+            dropped = self._buffers.pop(tp, None)
+            self._appended.pop(tp, None)
+            self._durable.pop(tp, None)
+            if dropped is not None:
+                log.info(
+                    "event=buffer_dropped sink=%s topic=%s partition=%d records=%d",
+                    self.name,
+                    tp[0],
+                    tp[1],
+                    len(dropped.records),
+                )
+
     def pending_offsets(self) -> dict[tuple[str, int], int]:
         pending = dict(self._durable)
         pending.update({tp: buffer.first_offset for tp, buffer in self._buffers.items()})
         return pending
 
-    def object_key(self, topic: str, partition: int, hour: datetime, first_offset: int) -> str:
+    def object_key(self, topic: str, partition: int, hour: datetime, first_offset: int, last_offset: int) -> str:
         return (
             f"{self.config.prefix}{topic}/date={hour:%Y-%m-%d}/hour={hour:%H}/"
-            f"{topic}+{partition}+{first_offset:020d}.parquet"
+            f"{topic}+{partition}+{first_offset:020d}+{last_offset:020d}.parquet"
         )
 
     def _columns(self, schema_id: int | None, schema_of: SchemaLookup) -> list[Column]:
@@ -161,7 +178,7 @@ class S3Sink(Sink[S3Config]):
     def _upload(self, tp: tuple[str, int], buffer: _Buffer, schema_of: SchemaLookup) -> None:
         sink = io.BytesIO()
         pq.write_table(self._table(buffer, schema_of), sink, compression="zstd")
-        key = self.object_key(tp[0], tp[1], buffer.hour, buffer.first_offset)
+        key = self.object_key(tp[0], tp[1], buffer.hour, buffer.first_offset, buffer.records[-1].offset)
         try:
             self._s3.put_object(Bucket=self.config.bucket, Key=key, Body=sink.getvalue())
         except (BotoCoreError, ClientError) as exc:

@@ -1,7 +1,15 @@
 """What the PostgreSQL and DuckDB sinks share: table per topic, upsert on the record key keeping the last record
 per key in a batch, tombstones delete, tables created and evolved from the Avro schema (columns added, widened
 losslessly, never dropped or narrowed), and a type conflict dead-letters the affected records instead of
-stopping the sink."""
+stopping the sink.
+
+Every row carries the partition and offset of the record it came from (`_hw_partition`, `_hw_offset`; tables
+from before gain the columns, NULL in their old rows). An upsert or a tombstone never replaces a row written from
+a later offset of the same partition, so a batch written late by a consumer that lost its partitions (a zombie
+after a rebalance) cannot bring back older values. Offsets order records only within one partition: a row last
+written from another partition is replaced by any record, because a key moves partition only when its topic is
+repartitioned, and ordering records across a repartition is out of scope. A zombie's upsert can still re-insert a
+key that a newer tombstone deleted, since a deleted row leaves nothing to compare with."""
 
 from __future__ import annotations
 
@@ -19,6 +27,9 @@ from connectors.columns import WIDER, Column, Kind, SchemaMappingError, columns_
 log = logging.getLogger(__name__)
 
 SOURCE_COLUMN = "_hw_source"
+PARTITION_COLUMN = "_hw_partition"
+OFFSET_COLUMN = "_hw_offset"
+POSITION_COLUMNS = (Column(PARTITION_COLUMN, "int", True), Column(OFFSET_COLUMN, "long", True))
 _WIDENINGS: dict[tuple[Kind, Kind], Kind] = {("int", "long"): "long", ("float", "double"): "double"}
 
 
@@ -64,7 +75,16 @@ def _row(key: str, record: SinkRecord, names: Sequence[str], json_columns: Seque
     cells = list(map((record.value or {}).get, names))
     for index in json_columns:
         cells[index] = to_json(cells[index])
-    return (key, *cells, record.source)
+    return (key, *cells, record.source, record.partition, record.offset)
+
+
+def not_older(incoming: str) -> str:
+    """SQL condition (PostgreSQL and DuckDB alike) that the record aliased `incoming` may replace row `t`: the
+    row predates position columns, came from another partition, or from an offset not after the record's."""
+    return (
+        f'(t."{OFFSET_COLUMN}" IS NULL OR {incoming}."{PARTITION_COLUMN}" IS DISTINCT FROM t."{PARTITION_COLUMN}" '
+        f'OR {incoming}."{OFFSET_COLUMN}" >= t."{OFFSET_COLUMN}")'
+    )
 
 
 class WarehouseSink(Sink[WarehouseConfigT]):
@@ -74,6 +94,10 @@ class WarehouseSink(Sink[WarehouseConfigT]):
         super().__init__(name, config)
         self._schemas: dict[int, list[Column]] = {}
         self._tables: dict[str, dict[str, Kind]] = {}
+
+    def _staged_names(self, plan: TablePlan) -> list[str]:
+        """The columns of `plan.rows`, in order."""
+        return [self.config.key_column, *(c.name for c in plan.columns), SOURCE_COLUMN, PARTITION_COLUMN, OFFSET_COLUMN]
 
     @abstractmethod
     def _existing_columns(self, table: str) -> dict[str, Kind] | None:
@@ -123,6 +147,10 @@ class WarehouseSink(Sink[WarehouseConfigT]):
         existing = self._known_columns(table)
         plan = TablePlan(table=table, create=existing is None)
         planned: dict[str, Kind] = dict(existing or {key_column: "string", SOURCE_COLUMN: "string"})
+        for column in POSITION_COLUMNS:  # new tables, and tables from before rows carried their position
+            if column.name not in planned:
+                planned[column.name] = column.kind
+                plan.add.append(column)
         usable: dict[int, list[Column]] = {}
         refused_ids: dict[int, str] = {}
         rejected: list[Rejected] = []
@@ -178,7 +206,7 @@ class WarehouseSink(Sink[WarehouseConfigT]):
     def _check(
         self, table: str, schema_id: int, columns: Sequence[Column], planned: dict[str, Kind], plan: TablePlan
     ) -> None:
-        reserved = {self.config.key_column, SOURCE_COLUMN}
+        reserved = {self.config.key_column, SOURCE_COLUMN, PARTITION_COLUMN, OFFSET_COLUMN}
         for column in columns:
             if column.name in reserved:
                 raise ColumnTypeConflict(f"field {column.name} of schema id {schema_id} uses a reserved column name")
