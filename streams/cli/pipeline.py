@@ -14,6 +14,7 @@ from headwater import envelope
 from headwater.settings import HeadwaterSettings, load_settings
 from streams.runtime.batches import WorkerOptions
 from streams.runtime.config import PipelineConfigError, load_pipeline
+from streams.runtime.failures import PipelineFailed
 from streams.runtime.runner import RuntimeName, run_workers
 from streams.runtime.tail import render, tail
 
@@ -65,7 +66,11 @@ def run(
         raise typer.Exit(2) from exc
     settings = _settings(config, bootstrap, registry)
     options = WorkerOptions(session_timeout_ms=session_timeout_ms)
-    stats = asyncio.run(run_workers(configs, settings, options, status_port=status_port, runtime=runtime))
+    try:
+        stats = asyncio.run(run_workers(configs, settings, options, status_port=status_port, runtime=runtime))
+    except PipelineFailed as exc:  # its traceback is logged already; a supervisor restarts the worker
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from None
     for pipeline, result in zip(configs, stats, strict=True):
         console.print(
             f"{pipeline.label}: in {result.records_in}, out {result.records_out}, "

@@ -40,6 +40,7 @@ from streams.runtime import batches, metrics
 from streams.runtime.batches import WorkerOptions, WorkerStats
 from streams.runtime.config import PipelineConfig
 from streams.runtime.engine import PipelineEngine
+from streams.runtime.failures import Health, PipelineFailed, describe, not_ready_reasons
 from streams.runtime.records import HEADROOM, InMessage, OutMessage
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,8 @@ class FaustPipeline:
         self.settings = settings
         self.options = options
         self.stats = WorkerStats()
+        self.health = Health()
+        self.failed: PipelineFailed | None = None
         self.assigned = 0
         self.running = False
         self.engine: PipelineEngine | None = None
@@ -80,7 +83,7 @@ class FaustPipeline:
 
     @property
     def ready(self) -> bool:
-        return self.running and self.assigned > 0
+        return self.running and self.assigned > 0 and self.health.reason is None
 
     def build(self, prepared: batches.Prepared, datadir: Path, stop: asyncio.Event,
               web_port: int | None = None) -> faust.App:
@@ -116,7 +119,7 @@ class FaustPipeline:
             web_metrics_enabled=False,
         )
         topic = app.topic(*self.config.input.topics, key_type=bytes, value_type=bytes)
-        app.agent(topic, name=f"headwater.pipeline.{self.config.name}")(self._agent)
+        app.agent(topic, name=f"headwater.pipeline.{self.config.name}")(self._supervised)
         app.on_partitions_assigned.connect(self._on_assigned)
         app.on_partitions_revoked.connect(self._on_revoked)
         self.app = app
@@ -134,6 +137,23 @@ class FaustPipeline:
         metrics.ASSIGNED_PARTITIONS.labels(self._label).set(0)
         log.info("event=partitions_revoked pipeline=%s count=%d runtime=faust", self._label, len(args[0]))
 
+    async def _supervised(self, agent_stream: StreamT[bytes]) -> None:
+        """The agent, stopping the runtime on a bug: Faust would restart a crashed agent into the same batch."""
+        try:
+            await self._agent(agent_stream)
+        except PipelineFailed as exc:
+            # Kept without its traceback: the frames would hold the batch's events, which Faust's shutdown waits on.
+            self.failed = PipelineFailed(exc.pipeline, exc.error)
+        except Exception as exc:  # a bug outside the stages (process() logs its own and raises PipelineFailed)
+            self.health.failure = describe(exc)
+            log.exception("event=pipeline_bug pipeline=%s error=%s", self._label, self.health.failure)
+            self.failed = PipelineFailed(self._label, self.health.failure)
+        if self.failed is not None:
+            # Faust's shutdown waits for every event it handed out to be acked; the failed batch's are released
+            # unacked instead (so never committed): the stream lets go of the last one it holds.
+            agent_stream.current_event = None
+            self._stop.set()
+
     async def _agent(self, agent_stream: StreamT[bytes]) -> None:
         assert self.engine is not None
         engine, stop, retry_max_s = self.engine, self._stop, self.options.retry_max_s
@@ -144,7 +164,7 @@ class FaustPipeline:
             events = cast(Sequence[EventT[bytes]], taken)
             batch = [in_message(event) for event in events]
             started = time.monotonic()
-            result = await batches.process(engine, batch, stop, retry_max_s)
+            result = await batches.process(engine, batch, stop, retry_max_s, self.health)
             if result is None or not await batches.deliver(result, engine, self._send, stop, retry_max_s):
                 log.info("event=batch_abandoned pipeline=%s records=%d reason=stopping", self._label, len(batch))
                 return
@@ -183,7 +203,7 @@ class _EmbeddedWorker(faust.Worker):
         log.debug("event=faust_signals_left_to_runner")
 
 
-def _status_pages(app: faust.App, ready: Callable[[], bool]) -> None:
+def _status_pages(app: faust.App, ready: Callable[[], bool], reasons: Callable[[], list[str]]) -> None:
     @app.page("/metrics")
     async def metrics_page(view: View, request: Request) -> Response:
         body, content_type = endpoints.metrics_body()
@@ -195,7 +215,7 @@ def _status_pages(app: faust.App, ready: Callable[[], bool]) -> None:
 
     @app.page("/readyz")
     async def readyz_page(view: View, request: Request) -> Response:
-        answer, status = endpoints.readiness(ready())
+        answer, status = endpoints.readiness(ready(), reasons())
         return view.json(answer, status=status)
 
 
@@ -216,6 +236,9 @@ class FaustRuntime:
 
     def ready(self) -> bool:
         return all(pipeline.ready for pipeline in self.pipelines)
+
+    def reasons(self) -> list[str]:
+        return not_ready_reasons((pipeline.config.label, pipeline.health) for pipeline in self.pipelines)
 
     async def _prepare(self, stop: asyncio.Event) -> list[batches.Prepared] | None:
         """Broker and registry (with backoff) before any Faust service starts; /healthz answers meanwhile."""
@@ -251,6 +274,9 @@ class FaustRuntime:
                 if pipeline.engine is not None:
                     pipeline.engine.close()
                 batches.log_stopped(pipeline.config, pipeline.stats)
+        for pipeline in self.pipelines:
+            if pipeline.failed is not None:
+                raise pipeline.failed
         return [pipeline.stats for pipeline in self.pipelines]
 
     async def _serve(self, prepared: list[batches.Prepared], datadir: Path, stop: asyncio.Event) -> None:
@@ -260,7 +286,7 @@ class FaustRuntime:
             for index, (pipeline, ready) in enumerate(zip(self.pipelines, prepared, strict=True))
         ]
         if web_port is not None:
-            _status_pages(apps[0], self.ready)
+            _status_pages(apps[0], self.ready, self.reasons)
             log.info("event=status_server_started url=http://%s:%d runtime=faust", STATUS_HOST, web_port)
         worker = _EmbeddedWorker(
             apps[0], *apps[1:], loop=asyncio.get_running_loop(), quiet=True, override_logging=False,
