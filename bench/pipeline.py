@@ -18,7 +18,6 @@ import json
 import os
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from schemas.serde import AvroSerializer
 from streams.broker import EmbeddedBroker
 from streams.runtime.config import PipelineConfig, load_pipeline
 from streams.runtime.engine import StageSwitches
+from streams.runtime.latency import LatencyHistogram
 from streams.sample import NOTES, order
 from streams.up import RegistrySubprocess
 
@@ -133,7 +133,7 @@ def committed_total(bootstrap: str, group: str, topic: str) -> int:
 
 def headwater(config: PipelineConfig, settings: HeadwaterSettings, count: int, switches: StageSwitches,
               workers: int, tmp: Path, paced: tuple[list[tuple[bytes, bytes]], float] | None = None,
-              runtime: str = "faust") -> tuple[float, list[float]]:
+              runtime: str = "faust") -> tuple[float, LatencyHistogram]:
     """Run `workers` worker processes sharing the input until the group committed `count` offsets."""
     pipeline_file = tmp / f"{config.name}-{uuid.uuid4().hex[:6]}.yaml"
     pipeline_file.write_text(yaml.safe_dump(
@@ -166,7 +166,9 @@ def headwater(config: PipelineConfig, settings: HeadwaterSettings, count: int, s
     first = min(result["first"] for result in results if result["first"] is not None)
     last = max(result["last"] for result in results if result["last"] is not None)
     assert sum(result["records_in"] for result in results) >= count
-    latencies = [value for result in results for value in result["latencies_ms"]]
+    latencies = LatencyHistogram()
+    for result in results:
+        latencies.merge(LatencyHistogram.from_json(result["latency_ms"]))
     return count / (last - first), latencies
 
 
@@ -191,10 +193,6 @@ def quix(bootstrap: str, registry: str, pipeline_file: Path, source: str, sink: 
         raise RuntimeError(f"quix app failed ({result.returncode}): {result.stderr[-2000:]}")
     measured: dict[str, float] = json.loads(lines[-1])
     return measured
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    return statistics.quantiles(values, n=1000, method="inclusive")[int(fraction * 1000) - 1]
 
 
 def main() -> None:
@@ -258,7 +256,7 @@ def main() -> None:
             print(f"(c') Quix, no enrich/quality:       {rates['c_lite']:,.0f} records/s", flush=True)
 
             latency_items = items[: int(args.rate * args.latency_seconds)]
-            latency: dict[str, list[float]] = {}
+            latency: dict[str, LatencyHistogram] = {}
             for key, topic, name, runtime in (("b", "bench.latency.raw", "latency", "faust"),
                                               ("b'", "bench.latencydirect.raw", "latencydirect", "direct")):
                 _, latency[key] = headwater(bench_config(base, topic, name, linger_ms=20), settings,
@@ -269,11 +267,11 @@ def main() -> None:
             ratios = [("b", "a"), ("b", "c"), ("d", "a"), ("b'", "b"), ("d'", "d"), ("b'", "c"), ("d", "c_lite")]
             print("ratios: " + " ".join(f"{top}/{bottom}={rates[top] / rates[bottom]:.3f}" for top, bottom in ratios))
             for key, values in latency.items():
-                print(f"({key}) end-to-end latency at {args.rate:,.0f} records/s over {len(values):,} outputs: "
-                      f"p50={percentile(values, 0.5):.0f} ms p99={percentile(values, 0.99):.0f} ms")
+                print(f"({key}) end-to-end latency at {args.rate:,.0f} records/s over {values.count:,} outputs: "
+                      f"p50={values.percentile(0.5):.0f} ms p99={values.percentile(0.99):.0f} ms")
             latencies = latency["b"]
             targets = [("b >= 10,000/s", rates["b"] >= 10_000), ("b/c >= 1.0", rates["b"] >= rates["c"]),
-                       ("d >= 40,000/s", rates["d"] >= 40_000), ("p99 < 250 ms", percentile(latencies, 0.99) < 250)]
+                       ("d >= 40,000/s", rates["d"] >= 40_000), ("p99 < 250 ms", latencies.percentile(0.99) < 250)]
             print("targets: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in targets))
         finally:
             if registry is not None:

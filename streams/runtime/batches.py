@@ -24,6 +24,7 @@ from streams.runtime import failures, metrics
 from streams.runtime.config import PipelineConfig
 from streams.runtime.engine import BatchResult, PipelineEngine, StageSwitches
 from streams.runtime.failures import Health
+from streams.runtime.latency import LatencyHistogram
 from streams.runtime.records import InMessage, OutMessage
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class WorkerStats:
-    """What one pipeline did, for the summary of `headwater up` and for tests."""
+    """What one pipeline did, for the summary of `headwater up` and for tests; bounded whatever the record count."""
 
     records_in: int = 0
     records_out: int = 0
     dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)
-    latencies_ms: list[float] = field(default_factory=list)
+    latency_ms: LatencyHistogram = field(default_factory=LatencyHistogram)
     first_batch_at: float | None = None
     last_batch_at: float | None = None
 
@@ -199,7 +200,7 @@ def account(
     latency = metrics.LATENCY_SECONDS.labels(name)
     for output in result.outputs:
         elapsed = now_ms - output.origin.timestamp_ms
-        stats.latencies_ms.append(elapsed)
+        stats.latency_ms.record(elapsed)
         latency.observe(elapsed / 1000)
     for dead in result.dead_letters:
         stats.dead_letters[(dead.stage, dead.reason)] += 1
