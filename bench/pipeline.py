@@ -34,13 +34,13 @@ from headwater.ports import free_port
 from headwater.settings import HeadwaterSettings, load_settings
 from schemas import catalog
 from schemas.client import registry_client
+from schemas.registry.process import RegistryProcess
 from schemas.serde import AvroSerializer
 from streams.broker import EmbeddedBroker
 from streams.runtime.config import PipelineConfig, load_pipeline
 from streams.runtime.engine import StageSwitches
 from streams.runtime.latency import LatencyHistogram
 from streams.sample import NOTES, order
-from streams.up import RegistrySubprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 QUIX_VENV = ROOT / "bench" / ".venv-quix"
@@ -206,12 +206,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="hw-bench-") as tmp:
         broker = EmbeddedBroker(Path(tmp) / "broker", port=free_port(), heap="1g")
-        registry: RegistrySubprocess | None = None
+        registry: RegistryProcess | None = None
         try:
             status = broker.start()
             assert status.bootstrap is not None
             bootstrap = status.bootstrap
-            registry = RegistrySubprocess(bootstrap, Path(tmp) / "registry.log")
+            registry = RegistryProcess(bootstrap, Path(tmp) / "registry.log")
             registry.start()
             settings = load_settings(kafka={"bootstrap.servers": bootstrap}, registry={"url": registry.url})
             admin = wait_for_broker(settings.kafka)
@@ -275,7 +275,7 @@ def main() -> None:
             print("targets: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in targets))
         finally:
             if registry is not None:
-                registry.stop()
+                registry.terminate()
             broker.stop()
 
 
