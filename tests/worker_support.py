@@ -39,11 +39,15 @@ class Collector:
             assert time.monotonic() < deadline, f"condition not reached; seen {len(self.seen)} sources"
             if process is not None:
                 assert process.poll() is None, f"worker exited early with {process.returncode}: {self.log_tail()}"
-            for message in self.consumer.consume(500, 0.2):
-                if message.error() is None:
-                    headers = dict(message.headers() or [])
-                    self.seen[headers["hw-source"].decode()].append(message.key())
-                    self.total += 1
+            self.collect()
+
+    def collect(self) -> None:
+        """One read of whatever arrived (up to 500 records, at most 0.2 s)."""
+        for message in self.consumer.consume(500, 0.2):
+            if message.error() is None:
+                headers = dict(message.headers() or [])
+                self.seen[headers["hw-source"].decode()].append(message.key())
+                self.total += 1
 
     def log_tail(self) -> str:
         return self.log.read_text()[-3000:] if self.log is not None and self.log.exists() else ""
