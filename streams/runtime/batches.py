@@ -116,12 +116,7 @@ async def process(
                 result = await engine.process(batch)
             except Exception as exc:  # records fail one by one inside the stages: this is a dependency or a bug
                 if not failures.is_infrastructure(exc):
-                    health.failure = failures.describe(exc)
-                    metrics.FAILURES.labels(label, type(exc).__name__).inc()
-                    log.exception(
-                        "event=pipeline_bug pipeline=%s records=%d error=%s", label, len(batch), health.failure
-                    )
-                    raise failures.PipelineFailed(label, health.failure) from exc
+                    raise failures.bug(label, exc, health, records=len(batch)) from None
                 health.waiting_for = failures.describe(exc)
                 metrics.RETRIES.labels(label, type(exc).__name__).inc()
                 metrics.WAITING.labels(label).set(1)

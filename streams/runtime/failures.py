@@ -7,6 +7,7 @@ Records fail one by one inside the stages (they become dead letters), so neither
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -16,6 +17,9 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from headwater.dependencies import DependencyDown
 from streams.enrich import ProviderUnavailable
+from streams.runtime import metrics
+
+log = logging.getLogger(__name__)
 
 _RETRIABLE_HTTP = frozenset({408, 429})
 _MAX_DETAIL = 500
@@ -47,6 +51,16 @@ class PipelineFailed(RuntimeError):
         super().__init__(f"pipeline {pipeline} stopped on a bug: {error} (traceback in the log)")
         self.pipeline = pipeline
         self.error = error
+
+
+def bug(pipeline: str, exc: BaseException, health: Health, **context: object) -> PipelineFailed:
+    """Report a bug (call it inside the `except` block, for the traceback): logged, counted, noted in `health`;
+    returns the `PipelineFailed` to raise."""
+    health.failure = describe(exc)
+    metrics.FAILURES.labels(pipeline, type(exc).__name__).inc()
+    details = "".join(f" {key}={value}" for key, value in context.items())
+    log.exception("event=pipeline_bug pipeline=%s%s error=%s", pipeline, details, health.failure)
+    return PipelineFailed(pipeline, health.failure)
 
 
 @dataclass

@@ -40,7 +40,7 @@ from streams.runtime import batches, metrics
 from streams.runtime.batches import WorkerOptions, WorkerStats
 from streams.runtime.config import PipelineConfig
 from streams.runtime.engine import PipelineEngine
-from streams.runtime.failures import Health, PipelineFailed, describe, not_ready_reasons
+from streams.runtime.failures import Health, PipelineFailed, bug, not_ready_reasons
 from streams.runtime.records import HEADROOM, InMessage, OutMessage
 
 log = logging.getLogger(__name__)
@@ -142,12 +142,10 @@ class FaustPipeline:
         try:
             await self._agent(agent_stream)
         except PipelineFailed as exc:
-            # Kept without its traceback: the frames would hold the batch's events, which Faust's shutdown waits on.
+            # A fresh copy: the raised one's traceback holds the agent's frames, and so the failed batch's events.
             self.failed = PipelineFailed(exc.pipeline, exc.error)
-        except Exception as exc:  # a bug outside the stages (process() logs its own and raises PipelineFailed)
-            self.health.failure = describe(exc)
-            log.exception("event=pipeline_bug pipeline=%s error=%s", self._label, self.health.failure)
-            self.failed = PipelineFailed(self._label, self.health.failure)
+        except Exception as exc:  # a bug outside the stages
+            self.failed = bug(self._label, exc, self.health)
         if self.failed is not None:
             # Faust's shutdown waits for every event it handed out to be acked; the failed batch's are released
             # unacked instead (so never committed): the stream lets go of the last one it holds.

@@ -28,7 +28,7 @@ from streams.runtime import batches, metrics
 from streams.runtime.batches import WorkerOptions, WorkerStats
 from streams.runtime.config import PipelineConfig
 from streams.runtime.engine import PipelineEngine
-from streams.runtime.failures import Health, PipelineFailed, describe
+from streams.runtime.failures import Health, PipelineFailed, bug
 from streams.runtime.records import InMessage, OutMessage
 
 log = logging.getLogger(__name__)
@@ -135,9 +135,7 @@ class PipelineWorker:
         except PipelineFailed:
             raise
         except Exception as exc:  # a bug outside the stages: stop with its traceback instead of a restart loop
-            self.health.failure = describe(exc)
-            log.exception("event=pipeline_bug pipeline=%s error=%s", self._label, self.health.failure)
-            raise PipelineFailed(self._label, self.health.failure) from exc
+            raise bug(self._label, exc, self.health) from None
         finally:
             self.running = False
             await self._close()
