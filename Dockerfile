@@ -2,6 +2,7 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml README.md ./
+COPY headwater headwater
 COPY streams streams
 COPY schemas schemas
 COPY quality quality

@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,8 +34,11 @@ from connectors.connector_index import UnknownConnectorError, lookup
 from connectors.offsets import OffsetStore
 from connectors.sink_loop import SinkLoop
 from connectors.source_loop import AsyncEmitter, SourceLoop
-from headwater.settings import HeadwaterSettings, RegistrySettings, settings_from_data
-from headwater.status import StatusServer
+from headwater.dependencies import DependencyDown
+from headwater.kafka import cluster
+from headwater.settings import HeadwaterSettings, RegistrySettings, first_error, layered, settings_from_data
+from headwater.status import StatusPortBusy, StatusServer
+from schemas.client import registry_client, wait_for_registry
 
 log = logging.getLogger(__name__)
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -73,29 +77,19 @@ def _expand(text: str, path: Path) -> str:
     return _VARIABLE.sub(value, text)
 
 
-def _location(loc: Sequence[int | str]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text
-
-
-def _first_error(exc: ValidationError, prefix: str) -> str:
-    error = exc.errors()[0]
-    where = _location([*([prefix] if prefix else []), *error["loc"]])
-    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
-    return f"{where}: {error['msg']}{more}"
-
-
 def _settings(path: Path, data: dict[str, Any], overrides: dict[str, Any]) -> RunFile:
     try:
         return settings_from_data(RunFile, data, **overrides)
     except ValidationError as exc:
-        raise ConfigError(f"{path}: {_first_error(exc, '')}") from exc
+        raise ConfigError(f"{path}: {first_error(exc)}") from exc
 
 
-def load_plan(path: Path, overrides: dict[str, Any] | None = None) -> RunPlan:
-    """Read, expand and validate one config file; nothing is started. Raises ConfigError naming the field."""
+def load_plan(
+    path: Path, overrides: dict[str, Any] | None = None, shared: dict[str, Any] | None = None
+) -> RunPlan:
+    """Read, expand and validate one config file; nothing is started. Raises ConfigError naming the field.
+
+    `shared` is the data of a settings file (`--config`) under the file's own kafka and registry sections."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such file")
     try:
@@ -104,7 +98,7 @@ def load_plan(path: Path, overrides: dict[str, Any] | None = None) -> RunPlan:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with a `connectors` list")
-    settings = _settings(path, data, overrides or {})
+    settings = _settings(path, layered(shared or {}, data), overrides or {})
     connectors: list[Connector[Any]] = []
     seen: set[str] = set()
     for index, entry in enumerate(settings.connectors):
@@ -119,7 +113,7 @@ def load_plan(path: Path, overrides: dict[str, Any] | None = None) -> RunPlan:
         try:
             config = cls.Config.model_validate(entry.config)
         except ValidationError as exc:
-            raise ConfigError(f"{path}: {_first_error(exc, f'{where}.config')}") from exc
+            raise ConfigError(f"{path}: {first_error(exc, f'{where}.config')}") from exc
         connectors.append(cls(entry.name, config))
     return RunPlan(path, HeadwaterSettings(kafka=settings.kafka, registry=settings.registry), connectors)
 
@@ -128,12 +122,21 @@ class Runner:
     """Runs the connectors of validated plans, each in its own thread (push sources share one event loop),
     until `stop` is set or one of them fails for good."""
 
-    def __init__(self, plans: Sequence[RunPlan], status_port: int | None = None) -> None:
+    def __init__(
+        self,
+        plans: Sequence[RunPlan],
+        status_port: int | None = None,
+        status_host: str = "127.0.0.1",
+        startup_timeout_s: float = 300.0,
+    ) -> None:
         self.plans = plans
         self.stop = threading.Event()
         self.failures: list[str] = []
         self.status_port = status_port
-        self.status_started = threading.Event()
+        self.status_host = status_host
+        self.startup_timeout_s = startup_timeout_s
+        self._status_bound = threading.Event()
+        self._status_error: StatusPortBusy | None = None
         self._threads: list[threading.Thread] = []
         self._connector_threads: list[threading.Thread] = []
 
@@ -143,13 +146,35 @@ class Runner:
         return bool(threads) and not self.failures and all(thread.is_alive() for thread in threads)
 
     async def _serve_status(self, port: int) -> None:
-        server = StatusServer(self.ready, port=port)
-        self.status_port = await server.start()
-        self.status_started.set()
+        server = StatusServer(self.ready, self.status_host, port)
+        try:
+            self.status_port = await server.start()
+        except StatusPortBusy as exc:
+            self._status_error = exc
+            return
+        finally:
+            self._status_bound.set()
         try:
             await asyncio.to_thread(self.stop.wait)
         finally:
             await server.stop()
+
+    def _start_status(self, port: int) -> None:
+        """The status endpoints, before any connector starts; StatusPortBusy when the port is taken."""
+        self._start("status", asyncio.run, self._serve_status(port))
+        self._status_bound.wait()
+        if self._status_error is not None:
+            raise self._status_error
+
+    def _wait_for_dependencies(self) -> None:
+        """Every plan's broker and registry answer within the start-up timeout (DependencyDown otherwise)."""
+        give_up_at = time.monotonic() + self.startup_timeout_s
+        for plan in self.plans:
+            remaining = max(0.1, give_up_at - time.monotonic())
+            cluster.wait_for_broker(plan.settings.kafka, remaining, self.stop)
+            remaining = max(0.1, give_up_at - time.monotonic())
+            registry = plan.settings.registry
+            wait_for_registry(registry_client(registry), registry.url, remaining, self.stop)
 
     def _guard(self, name: str, target: Any, *args: Any) -> None:
         try:
@@ -169,6 +194,14 @@ class Runner:
         loops: list[SourceLoop | SinkLoop | AsyncEmitter | Connector[Any]] = []
         push: list[tuple[PushSource[Any], AsyncEmitter, RegistrySettings]] = []
         try:
+            if self.status_port is not None:
+                self._start_status(self.status_port)
+            try:
+                self._wait_for_dependencies()
+            except DependencyDown:
+                if self.stop.is_set():  # interrupted while waiting: a clean stop, not a failure
+                    return
+                raise
             for plan in self.plans:
                 offsets = OffsetStore(plan.settings.kafka)
                 for connector in plan.connectors:
@@ -191,8 +224,6 @@ class Runner:
                         push.append((connector, emitter, plan.settings.registry))
             if push:
                 self._connector_threads.append(self._start("push-sources", asyncio.run, self._serve(push)))
-            if self.status_port is not None:
-                self._start("status", asyncio.run, self._serve_status(self.status_port))
             self.stop.wait()
         finally:
             self.stop.set()

@@ -210,7 +210,7 @@ class SinkLoop:
                     message=item.message,
                     source=record.source,
                 )
-                self._dead_letters.send(dlq_topic(record.topic), record.raw_value, record.raw_key, headers)
+                self._dead_letters.send_dead_letter(dlq_topic(record.topic), record.raw_value, record.raw_key, headers)
             self._dead_letters.flush_acked()
 
         Retrying(

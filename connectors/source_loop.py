@@ -150,7 +150,10 @@ class SourceLoop:
         def send() -> None:
             outgoing = self._encoder.encode(batch.records, batch.failures)
             for topic, key, value, headers in outgoing:
-                self._producer.send(topic, value, key, headers)
+                if envelope.header_value(headers, envelope.ERROR_STAGE) is None:
+                    self._producer.send(topic, value, key, headers)
+                else:  # a dead letter: truncated if its topic refuses it as too large
+                    self._producer.send_dead_letter(topic, value, key, headers)
             self._producer.flush_acked()
 
         self._retrying(ProduceError, RetryableError)(send)

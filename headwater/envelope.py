@@ -21,6 +21,11 @@ ERROR_STAGE = "hw-error-stage"
 ERROR_CLASS = "hw-error-class"
 ERROR_MESSAGE = "hw-error-message"
 ERROR_AT = "hw-error-at"
+# A dead letter too large for its topic (ARCHITECTURE.md): its value holds the first bytes of the original.
+ERROR_TRUNCATED = "hw-error-truncated"
+ERROR_ORIGINAL_SIZE = "hw-error-original-size"
+ERROR_ORIGINAL_SHA256 = "hw-error-original-sha256"
+ERROR_CLAIM_CHECK = "hw-error-claim-check"
 
 ErrorStage = Literal["decode", "transform", "enrich", "quality", "encode", "produce", "sink", "source"]
 MAX_ERROR_MESSAGE_BYTES = 1024

@@ -7,17 +7,26 @@ Precedence, per ARCHITECTURE.md: command-line flag (passed as keyword overrides)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
-from headwater.kafka.config import KafkaSettings
+from headwater.kafka.config import KafkaSettings, librdkafka_name
 
-__all__ = ["HeadwaterSettings", "KafkaSettings", "RegistrySettings", "load_settings", "settings_from_data"]
+__all__ = [
+    "HeadwaterSettings", "KafkaSettings", "RegistrySettings", "SettingsError", "field_path", "first_error", "layered",
+    "load_settings", "read_settings_file", "settings_from_data",
+]
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the one-line message names where the bad value came from and its field."""
+
 
 class RegistrySettings(BaseModel):
     """Where the Confluent-compatible schema registry answers."""
@@ -73,6 +82,16 @@ class HeadwaterSettings(BaseSettings):
 SettingsT = TypeVar("SettingsT", bound=HeadwaterSettings)
 
 
+def layered(lower: Mapping[str, Any], higher: Mapping[str, Any]) -> dict[str, Any]:
+    """Two settings files' data as one: each section of `higher` merged over `lower`'s key by key, whatever the
+    spelling (`bootstrap.servers` or `bootstrap_servers`)."""
+    merged: dict[str, Any] = _underscore_keys(dict(lower))
+    for section, values in _underscore_keys(dict(higher)).items():
+        below = merged.get(section)
+        merged[section] = {**below, **values} if isinstance(below, dict) and isinstance(values, dict) else values
+    return merged
+
+
 def settings_from_data(settings_cls: type[SettingsT], data: Mapping[str, Any], **init: Any) -> SettingsT:
     """`settings_cls` from (highest first) `init` values, environment, `data` (a settings file already read), defaults.
 
@@ -83,19 +102,64 @@ def settings_from_data(settings_cls: type[SettingsT], data: Mapping[str, Any], *
     return settings
 
 
+def field_path(loc: Sequence[int | str]) -> str:
+    """A pydantic error location as the user wrote it: `kafka.security.protocol`, `connectors[0].name`."""
+    text = ""
+    for index, part in enumerate(loc):
+        if isinstance(part, int):
+            text += f"[{part}]"
+            continue
+        name = librdkafka_name(part) if index == 1 and loc[0] == "kafka" else part
+        text += f".{name}" if text else name
+    return text
+
+
+def first_error(exc: ValidationError, prefix: str = "") -> str:
+    """The first problem of a validation error in one line, `[prefix.]field: message (and N more)`."""
+    error = exc.errors()[0]
+    more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{field_path([*([prefix] if prefix else []), *error['loc']])}: {error['msg']}{more}"
+
+
+def read_settings_file(yaml_file: Path) -> dict[str, Any]:
+    """The sections of a settings YAML file, not yet validated; SettingsError when it is missing or not a mapping."""
+    if not yaml_file.is_file():
+        raise SettingsError(f"{yaml_file}: settings file does not exist")
+    try:
+        data = yaml.safe_load(yaml_file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{yaml_file}: not valid YAML: {' '.join(str(exc).split())}") from None
+    if not isinstance(data, dict):
+        raise SettingsError(f"{yaml_file}: expected a mapping with kafka and registry sections")
+    return data
+
+
+def _from_environment(loc: Sequence[int | str]) -> str | None:
+    """The HEADWATER_* variable that set the field at `loc`, if one did."""
+    wanted = "HEADWATER_" + "__".join(str(part) for part in loc[:2]).upper()
+    return next((name for name in os.environ if name.upper() == wanted), None)
+
+
 def load_settings(yaml_file: Path | None = None, **overrides: Any) -> HeadwaterSettings:
     """Settings from (highest first) overrides, environment, the YAML file, defaults.
 
     Overrides are nested dicts by section, e.g. `kafka={"bootstrap.servers": "host:9092"}`; sections given
-    here are merged over the lower sources key by key, not replaced whole.
+    here are merged over the lower sources key by key, not replaced whole. Raises SettingsError naming the source
+    (file, environment variable or command line) and the field of the first bad value.
     """
-    if yaml_file is not None and not yaml_file.is_file():
-        raise FileNotFoundError(f"settings file {yaml_file} does not exist")
-    data = (yaml.safe_load(yaml_file.read_text(encoding="utf-8")) or {}) if yaml_file is not None else {}
-    base = settings_from_data(HeadwaterSettings, data)
+    data = read_settings_file(yaml_file) if yaml_file is not None else {}
+    try:
+        base = settings_from_data(HeadwaterSettings, data)
+    except ValidationError as exc:
+        variable = _from_environment(exc.errors()[0]["loc"])
+        source = f"environment {variable}" if variable else str(yaml_file or "settings")
+        raise SettingsError(f"{source}: {first_error(exc)}") from None
     if not overrides:
         return base
     merged = base.model_dump(by_alias=False)
     for section, values in overrides.items():
         merged.setdefault(section, {}).update(_underscore_keys(values))
-    return HeadwaterSettings.model_validate(merged)
+    try:
+        return HeadwaterSettings.model_validate(merged)
+    except ValidationError as exc:
+        raise SettingsError(f"command line: {first_error(exc)}") from None

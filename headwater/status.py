@@ -8,6 +8,7 @@ The answers are built here once; `StatusServer` serves them for the direct pipel
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -33,17 +34,39 @@ def readiness(ready: bool, reasons: Sequence[str] = ()) -> tuple[dict[str, Any],
     return answer, 200 if ready else 503
 
 
+class StatusPortBusy(RuntimeError):
+    """The status port asked for is taken. Not silently replaced: a probe would check the wrong process."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        reason: str = "address already in use",
+        what: str = "status port",
+        hint: str = "pass another --status-port, or 0 for any free port",
+    ) -> None:
+        super().__init__(f"{what} {port} on {host} is not available ({reason}); {hint}")
+        self.host = host
+        self.port = port
+
+
+def bind_failure(exc: OSError) -> str:
+    """Why a listening socket could not be opened, in a few words (`address already in use`)."""
+    return os.strerror(exc.errno).lower() if exc.errno else str(exc)
+
+
 def usable_port(host: str, port: int) -> int:
-    """`port`, or any free port when it is 0 or taken (several workers on one host share the default wish)."""
+    """`port` when a server can listen on it, any free port when it is 0; StatusPortBusy when it is taken."""
     if port == 0:
         return free_port(host)
     if not port_bindable(port, host):
-        log.warning("event=status_port_busy port=%d fallback=any", port)
-        return free_port(host)
+        raise StatusPortBusy(host, port)
     return port
 
 
 class StatusServer:
+    """/metrics, /healthz, /readyz on `host:port` (port 0: any free one); a busy port raises StatusPortBusy."""
+
     def __init__(
         self,
         ready: Callable[[], bool],
@@ -79,10 +102,9 @@ class StatusServer:
         try:
             await site.start()
         except OSError as exc:
-            # Several workers on one host share the default port's wish; the later ones take any free port.
-            log.warning("event=status_port_busy port=%d error=%s fallback=any", self.port, exc.strerror)
-            site = web.TCPSite(self._runner, self.host, 0)
-            await site.start()
+            await self._runner.cleanup()
+            self._runner = None
+            raise StatusPortBusy(self.host, self.port, bind_failure(exc)) from None
         server: Any = site._server
         sockets = server.sockets if server is not None else []
         self.port = sockets[0].getsockname()[1] if sockets else self.port

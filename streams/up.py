@@ -45,6 +45,7 @@ class UpOptions:
     warehouse: bool = True
     timeout: float = 600.0
     runtime: RuntimeName = "faust"
+    startup_timeout: float = 300.0
 
 
 def register_schemas(settings: HeadwaterSettings) -> int:
@@ -141,7 +142,9 @@ async def _run_pipelines(
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, interrupted.set)
-    runtime = build_runtime(options.runtime, configs, settings, WorkerOptions())
+    runtime = build_runtime(
+        options.runtime, configs, settings, WorkerOptions(startup_deadline_s=options.startup_timeout)
+    )
     workers = runtime.pipelines
     running = asyncio.create_task(runtime.run(stop))
     stop_producing = threading.Event()
@@ -207,7 +210,7 @@ def up(options: UpOptions, console: Console) -> Summary:
     """Start what is needed, run the sample through, summarise, and stop everything started here."""
     configs = [load_pipeline(path) for path in options.pipelines]
     data_dir = options.data_dir.resolve()
-    broker = EmbeddedBroker(data_dir / "broker", port=free_port())
+    broker = EmbeddedBroker(data_dir / "broker", port=free_port(), start_timeout=options.startup_timeout)
     registry: RegistryProcess | None = None
     stop_loading = threading.Event()
     try:
@@ -217,9 +220,9 @@ def up(options: UpOptions, console: Console) -> Summary:
         console.print(f"broker on {status.bootstrap} (data in {data_dir})")
         registry = RegistryProcess(status.bootstrap, data_dir / "registry.log")
         with console.status("starting the schema registry"):
-            registry.start()
+            registry.start(timeout=options.startup_timeout)
         settings = load_settings(kafka={"bootstrap.servers": status.bootstrap}, registry={"url": registry.url})
-        admin = wait_for_broker(settings.kafka)
+        admin = wait_for_broker(settings.kafka, options.startup_timeout)
         ensure_topics(admin, sorted({topic for config in configs for topic in config.input.topics}), RAW_PARTITIONS)
         console.print(f"registry on {registry.url}; registered {register_schemas(settings)} schemas")
         summary = asyncio.run(_run_pipelines(configs, settings, options, console))

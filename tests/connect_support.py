@@ -149,10 +149,13 @@ def write_config(path: Path, bootstrap: str, registry_url: str, connectors: list
 
 
 def start_connect(config: Path, log: Path, *options: str) -> subprocess.Popen[bytes]:
-    """`headwater connect run CONFIG [OPTIONS]` as a real subprocess (the caller stops it)."""
+    """`headwater connect run CONFIG [OPTIONS]` as a real subprocess (the caller stops it).
+
+    Any free status port unless OPTIONS name one: a busy port is an error, and other runs share this host."""
     handle = log.open("ab")
+    status = () if "--status-port" in options else ("--status-port", "0")
     return subprocess.Popen(
-        [sys.executable, "-m", "streams.cli", "connect", "run", str(config), *options],
+        [sys.executable, "-m", "streams.cli", "connect", "run", str(config), *status, *options],
         stdout=handle,
         stderr=subprocess.STDOUT,
         env={**os.environ},

@@ -29,7 +29,7 @@ def test_run_rejects_an_invalid_pipeline_naming_file_and_field(tmp_path: Path) -
         tmp_path, "crm.contacts.raw", transform=[], enrich=[{"provider": "sentiment", "options": {}}]
     )
     started = time.monotonic()
-    result = headwater("run", str(path), "--bootstrap", f"127.0.0.1:{free_port()}")
+    result = headwater("run", str(path), "--bootstrap-servers", f"127.0.0.1:{free_port()}")
     assert result.returncode == 2
     assert str(path) in result.stderr and "enrich.0" in result.stderr and "text_field" in result.stderr
     assert time.monotonic() - started < 30
@@ -51,7 +51,7 @@ def test_tail_prints_decoded_records_and_dead_letter_reasons(kafka: KafkaService
         [], stage="decode", error_class="WireFormatError", message="unknown magic byte 106", source="x/0/2"))
     assert out.flush(30) == 0
     result = headwater("tail", topic, "--from-beginning", "--max", "2", "--idle-timeout", "20",
-                       "--bootstrap", kafka.bootstrap, "--registry", registry.url)
+                       "--bootstrap-servers", kafka.bootstrap, "--registry-url", registry.url)
     assert result.returncode == 0, result.stderr
     assert '"first_name": "Zoë"' in result.stdout and "hw-source=x/0/1" in result.stdout
     assert "DLQ x/0/2 key=bad stage=decode class=WireFormatError reason=unknown magic byte 106" in result.stdout

@@ -15,7 +15,7 @@ from confluent_kafka.admin import AdminClient
 
 from headwater.ports import free_port
 from headwater.settings import load_settings
-from headwater.status import StatusServer
+from headwater.status import StatusPortBusy, StatusServer
 from schemas.serde import header
 from streams.runtime.batches import RunningPipeline, WorkerOptions
 from streams.runtime.config import load_pipeline
@@ -143,22 +143,20 @@ async def test_mixed_input_ends_in_outputs_and_one_dead_letter_per_bad_record(
     assert f'headwater_pipeline_assigned_partitions{{{label}}} 1.0' in metrics
 
 
-async def test_status_server_answers_and_a_second_one_takes_a_free_port() -> None:
+async def test_status_server_answers_and_a_second_one_on_its_port_is_refused_naming_it() -> None:
     server = StatusServer(lambda: False)
     port = await server.start()
-    second = StatusServer(lambda: True, port=port)
-    second_port = await second.start()
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             assert (await http.get("/healthz")).status_code == 200
             assert (await http.get("/readyz")).status_code == 503
             assert "headwater_pipeline_records_total" in (await http.get("/metrics")).text
-        assert second_port != port
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{second_port}") as http:
-            assert (await http.get("/readyz")).status_code == 200
+        with pytest.raises(StatusPortBusy, match=f"status port {port} on 127.0.0.1 is not available"):
+            await StatusServer(lambda: True, port=port).start()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+            assert (await http.get("/readyz")).status_code == 503  # still the first server answering
     finally:
         await server.stop()
-        await second.stop()
 
 
 @both_runtimes

@@ -26,7 +26,7 @@ def own_copy(tmp_path: Path) -> tuple[Path, str]:
 
 def test_register_then_check_then_register_again(registry: RegistryService, tmp_path: Path) -> None:
     directory, domain = own_copy(tmp_path)
-    first = runner.invoke(app, ["schemas", "register", "--registry", registry.url, "--dir", str(directory)])
+    first = runner.invoke(app, ["schemas", "register", "--registry-url", registry.url, "--dir", str(directory)])
     assert first.exit_code == 0, first.output
     for entry in entries(directory):
         assert f"ok    {entry.subject}" in first.output
@@ -34,9 +34,9 @@ def test_register_then_check_then_register_again(registry: RegistryService, tmp_
     assert registry.client().get_latest_version(f"{domain}.opportunities.raw-value").version == 1
 
     offset = registry.end_offset()
-    check = runner.invoke(app, ["schemas", "check", "--registry", registry.url, "--dir", str(directory)])
+    check = runner.invoke(app, ["schemas", "check", "--registry-url", registry.url, "--dir", str(directory)])
     assert check.exit_code == 0, check.output
-    again = runner.invoke(app, ["schemas", "register", "--registry", registry.url, "--dir", str(directory)])
+    again = runner.invoke(app, ["schemas", "register", "--registry-url", registry.url, "--dir", str(directory)])
     assert again.exit_code == 0 and again.output == first.output
     assert registry.end_offset() == offset, "check and an unchanged register write nothing"
 
@@ -45,18 +45,19 @@ def test_incompatible_change_fails_check_and_register_with_the_reason(
     registry: RegistryService, tmp_path: Path
 ) -> None:
     directory, domain = own_copy(tmp_path)
-    assert runner.invoke(app, ["schemas", "register", "-r", registry.url, "-d", str(directory)]).exit_code == 0
+    first = runner.invoke(app, ["schemas", "register", "--registry-url", registry.url, "-d", str(directory)])
+    assert first.exit_code == 0
     contact = directory / domain / "contact.avsc"
     schema = json.loads(contact.read_text())
     schema["fields"].append({"name": "loyalty_tier", "type": "int"})
     contact.write_text(json.dumps(schema))
     offset = registry.end_offset()
 
-    check = runner.invoke(app, ["schemas", "check", "-r", registry.url, "-d", str(directory)])
+    check = runner.invoke(app, ["schemas", "check", "--registry-url", registry.url, "-d", str(directory)])
     assert check.exit_code == 1
     assert f"FAIL  {domain}.contacts.raw-value" in check.output
     assert "loyalty_tier" in check.output and "READER_FIELD_MISSING_DEFAULT_VALUE" in check.output
-    register = runner.invoke(app, ["schemas", "register", "-r", registry.url, "-d", str(directory)])
+    register = runner.invoke(app, ["schemas", "register", "--registry-url", registry.url, "-d", str(directory)])
     assert register.exit_code == 1
     assert "incompatible" in register.output and "loyalty_tier" in register.output
     assert registry.end_offset() == offset
@@ -65,12 +66,12 @@ def test_incompatible_change_fails_check_and_register_with_the_reason(
 def test_invalid_avsc_and_unreachable_registry(registry: RegistryService, tmp_path: Path) -> None:
     directory, domain = own_copy(tmp_path)
     (directory / domain / "account.avsc").write_text('{"type": "record", "fields": []}')
-    check = runner.invoke(app, ["schemas", "check", "-r", registry.url, "-d", str(directory)])
+    check = runner.invoke(app, ["schemas", "check", "--registry-url", registry.url, "-d", str(directory)])
     assert check.exit_code == 1 and "42201" in check.output and f"{domain}.accounts.raw-value" in check.output
 
     down = f"http://127.0.0.1:{free_port()}"
     for command in ("check", "register"):
-        result = runner.invoke(app, ["schemas", command, "-r", down, "-d", str(directory)])
+        result = runner.invoke(app, ["schemas", command, "--registry-url", down, "-d", str(directory)])
         assert result.exit_code == 1 and "unreachable" in result.output
-    missing = runner.invoke(app, ["schemas", "check", "-r", registry.url, "-d", str(tmp_path / "nope")])
+    missing = runner.invoke(app, ["schemas", "check", "--registry-url", registry.url, "-d", str(tmp_path / "nope")])
     assert missing.exit_code == 1 and "does not exist" in missing.output

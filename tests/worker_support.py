@@ -62,7 +62,7 @@ def start_worker(
     """`headwater run` on one pipeline, its output appended to `log`, status endpoints on any free port."""
     with log.open("ab") as output:
         return subprocess.Popen(
-            [HEADWATER, "run", str(pipeline), "--bootstrap", bootstrap, "--registry", registry_url,
+            [HEADWATER, "run", str(pipeline), "--bootstrap-servers", bootstrap, "--registry-url", registry_url,
              "--status-port", "0", "--session-timeout-ms", "6000", "--runtime", runtime, *extra],
             stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)},
         )

@@ -44,6 +44,35 @@ class KafkaConfigError(ValueError):
     """librdkafka refused a property of the connection (unknown name or bad value); the message names it."""
 
 
+class AuthenticationFailed(KafkaConfigError):
+    """The cluster refused the connection's credentials or TLS settings: a wrong password does not heal by
+    retrying, so start-up ends at once with the broker's reason (which never holds the password)."""
+
+
+# librdkafka's codes for a refused SASL login and a failed TLS handshake (bad CA, wrong host in the certificate).
+_REFUSED_CODES = frozenset({KafkaError._AUTHENTICATION, KafkaError._SSL})
+
+
+class Refusals:
+    """An `error_cb` that remembers the first error saying the cluster refused these credentials or TLS settings."""
+
+    def __init__(self) -> None:
+        self.first: KafkaError | None = None
+
+    def __call__(self, error: KafkaError) -> None:
+        if self.first is None and error.code() in _REFUSED_CODES:
+            self.first = error
+
+    def raise_first(self, kafka: KafkaSettings) -> None:
+        if self.first is None:
+            return
+        who = f" as {kafka.sasl_username} ({kafka.sasl_mechanism})" if kafka.sasl_username else ""
+        raise AuthenticationFailed(
+            f"kafka {kafka.bootstrap_servers} refused the {kafka.security_protocol} connection{who}: "
+            f"{self.first.str()}"
+        )
+
+
 def _build(factory: Callable[[dict[str, Any]], Any], config: dict[str, Any]) -> Any:
     try:
         return factory(config)

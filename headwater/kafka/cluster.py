@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
@@ -21,13 +22,18 @@ log = logging.getLogger(__name__)
 def wait_for_broker(
     kafka: KafkaSettings, deadline: float = 300.0, halt: threading.Event | None = None
 ) -> AdminClient:
-    """An admin client once the cluster answers a metadata request; retried with backoff until the deadline."""
-    admin = clients.admin(kafka, log_level=0, **{"socket.timeout.ms": 3000})
+    """An admin client once the cluster answers a metadata request; retried with backoff until the deadline.
+
+    Refused credentials or TLS settings raise `clients.AuthenticationFailed` at once: no retry can fix them."""
+    refusals = clients.Refusals()
+    admin = clients.admin(kafka, log_level=0, error_cb=refusals, **{"socket.timeout.ms": 3000})
 
     def check() -> None:
         try:
             metadata = admin.list_topics(timeout=3)
         except KafkaException as exc:
+            admin.poll(0)  # serves the error callbacks that say why
+            refusals.raise_first(kafka)
             log.warning("event=broker_unreachable bootstrap=%s error=%s", kafka.bootstrap_servers, exc)
             raise DependencyDown(f"broker {kafka.bootstrap_servers} unreachable") from exc
         if not metadata.brokers:
@@ -37,17 +43,23 @@ def wait_for_broker(
     return admin
 
 
-def ensure_topics(admin: AdminClient, topics: list[str], partitions: int) -> None:
-    """Create the output and dead-letter topics when missing (an existing topic is left as it is)."""
+def ensure_topics(
+    admin: AdminClient, topics: list[str], partitions: int, configs: Mapping[str, Mapping[str, str]] | None = None
+) -> None:
+    """Create the topics that are missing, each with its entry of `configs` (topic properties such as
+    `max.message.bytes`); an existing topic is left as it is."""
     existing = set(admin.list_topics(timeout=10).topics)
-    missing = [NewTopic(topic, num_partitions=partitions, replication_factor=-1) for topic in topics
-               if topic not in existing]
+    wanted = configs or {}
+    missing = [
+        NewTopic(topic, num_partitions=partitions, replication_factor=-1, config=dict(wanted.get(topic, {})))
+        for topic in topics if topic not in existing
+    ]
     if not missing:
         return
     for topic, future in admin.create_topics(missing, operation_timeout=30).items():
         try:
             future.result(timeout=30)
-            log.info("event=topic_created topic=%s partitions=%d", topic, partitions)
+            log.info("event=topic_created topic=%s partitions=%d config=%s", topic, partitions, wanted.get(topic, {}))
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise

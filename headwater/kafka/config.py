@@ -125,7 +125,10 @@ class KafkaSettings(BaseModel):
         if "SSL" not in self.security_protocol:
             return None
         extra = self.extra_properties()
-        context = ssl.create_default_context(cafile=str(self.ssl_ca_location) if self.ssl_ca_location else None)
+        # `ssl.ca.pem` is librdkafka's inline form of `ssl.ca.location`; neither: the system's trusted CAs.
+        context = ssl.create_default_context(
+            cafile=str(self.ssl_ca_location) if self.ssl_ca_location else None, cadata=extra.get("ssl.ca.pem")
+        )
         if extra.get("ssl.endpoint.identification.algorithm", "https").lower() == "none":
             context.check_hostname = False
         if extra.get("enable.ssl.certificate.verification", "true").lower() == "false":

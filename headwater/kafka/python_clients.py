@@ -17,7 +17,7 @@ from headwater.kafka.config import KafkaSettings
 # Read by KafkaSettings itself (servers, security, TLS files) and mapped below or through `ssl_context`.
 _MAPPED_BY_SETTINGS = frozenset({
     "bootstrap.servers", "security.protocol", "client.id", "sasl.mechanism", "sasl.username", "sasl.password",
-    "ssl.ca.location", "ssl.certificate.location", "ssl.key.location", "ssl.key.password",
+    "ssl.ca.location", "ssl.ca.pem", "ssl.certificate.location", "ssl.key.location", "ssl.key.password",
     "ssl.endpoint.identification.algorithm", "enable.ssl.certificate.verification",
 })
 _RENAMED: dict[str, tuple[str, type[int] | type[str]]] = {

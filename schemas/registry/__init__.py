@@ -11,4 +11,9 @@ partition to is the primary (see `election`). Every process serves reads from it
 Writes reaching a non-primary are FORWARDED to the primary, whose URL the others learn from the group's member
 metadata in Kafka (the member's client.id); while no primary is elected (e.g. for `session.timeout.ms` after the
 primary crashed) writes are answered 503 with error code 50004 and clients retry.
+
+The election alone cannot stop a primary that was paused past its session timeout from writing after its successor
+began: the primary therefore writes in transactions under one `transactional.id` per storage topic, and each newly
+elected primary initialises it (fencing every older writer) and reads the topic to its end before minting an id. A
+deposed primary's write fails with ProducerFenced and is answered 503 (50004), never as done (see `store`).
 """

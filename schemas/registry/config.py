@@ -27,6 +27,9 @@ class RegistryServerConfig(BaseModel):
     users_file: Path | None = Field(
         None, description="File of `user:password` lines enabling HTTP basic auth (also HEADWATER_REGISTRY_USERS)."
     )
+    startup_timeout: float = Field(
+        300.0, gt=0, description="Seconds to reach Kafka, load the storage topic and join the election at start-up."
+    )
     max_schema_bytes: int = Field(
         default=512 * 1024, gt=0, description="Largest schema accepted; must fit a Kafka record with its JSON envelope."
     )

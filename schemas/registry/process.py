@@ -35,7 +35,7 @@ class RegistryProcess:
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         with self.log_file.open("ab") as log:
             self.process = subprocess.Popen(
-                [*command, "--bootstrap", self.bootstrap, *self.extra],
+                [*command, "--bootstrap-servers", self.bootstrap, *self.extra],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,

@@ -13,6 +13,9 @@ import aiohttp
 from aiohttp import web
 from tenacity import AsyncRetrying, retry_if_not_exception_type, wait_exponential
 
+from headwater.dependencies import DependencyDown
+from headwater.kafka.clients import KafkaConfigError
+from headwater.status import StatusPortBusy, bind_failure
 from schemas.registry.auth import basic_auth_middleware, load_users
 from schemas.registry.config import RegistryServerConfig
 from schemas.registry.election import PrimaryElection
@@ -42,7 +45,7 @@ def build_app(config: RegistryServerConfig, registry: Registry) -> web.Applicati
 async def _with_backoff(what: str, attempt: Callable[[], Awaitable[None]]) -> None:
     async for retry in AsyncRetrying(
         wait=wait_exponential(multiplier=0.5, max=10),
-        retry=retry_if_not_exception_type((TopicLayoutError, asyncio.CancelledError)),
+        retry=retry_if_not_exception_type((TopicLayoutError, KafkaConfigError, asyncio.CancelledError)),
         before_sleep=lambda state: log.warning(
             "event=kafka_unavailable step=%s attempt=%d error=%s",
             what,
@@ -57,21 +60,37 @@ async def _with_backoff(what: str, attempt: Callable[[], Awaitable[None]]) -> No
 async def serve(config: RegistryServerConfig, stop: asyncio.Event) -> None:
     state = RegistryState()
     store = SchemaLog(config.kafka, config.topic, state)
+    service = RegistryService(state, store, config.max_schema_bytes)
     election = PrimaryElection(
-        config.kafka, config.topic, config.election_group, config.url, on_change=lambda _: store.mark_stale()
+        config.kafka, config.topic, config.election_group, config.url, on_change=service.follow_role
     )
-    registry = Registry(RegistryService(state, store, config.max_schema_bytes), election)
+    registry = Registry(service, election)
     app = build_app(config, registry)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, config.host, config.port).start()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+    except OSError as exc:
+        await runner.cleanup()
+        reason = bind_failure(exc)
+        raise StatusPortBusy(config.host, config.port, reason, "registry port", "pass another --port") from None
     log.info("event=registry_listening url=%s topic=%s", config.url, config.topic)
     registry.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
 
     async def connect() -> None:
-        await _with_backoff("load_schemas_topic", store.start)
-        await _with_backoff("join_election", election.start)
-        await election.settled.wait()
+        step = "load_schemas_topic"
+        try:
+            async with asyncio.timeout(config.startup_timeout):
+                await _with_backoff(step, store.start)
+                step = "join_election"
+                await _with_backoff(step, election.start)
+                step = "settle_election"
+                await election.settled.wait()
+        except TimeoutError:
+            raise DependencyDown(
+                f"registry not ready within {config.startup_timeout:g}s: Kafka {config.kafka.bootstrap_servers} "
+                f"did not answer (step {step})"
+            ) from None
         registry.ready = True
         log.info("event=registry_ready subjects=%d max_id=%d", len(state.subjects), state.max_id)
 
@@ -90,6 +109,7 @@ async def serve(config: RegistryServerConfig, stop: asyncio.Event) -> None:
         await asyncio.gather(connecting, stopping, return_exceptions=True)
         await runner.cleanup()
         await election.stop()
+        await service.close()
         await store.stop()
         await registry.session.close()
         log.info("event=registry_stopped")

@@ -1,14 +1,16 @@
 """What each registry operation means, on top of the state (reads) and the `_schemas` log (writes).
 
-Reads answer from memory. Writes run one at a time under a lock on the primary: catch up with the topic, decide
-(id, version, compatibility), append one or more records, and return once they are read back. A rejected request
-writes nothing.
+Reads answer from memory. Writes run one at a time under a lock on the primary: take over the topic if this is a new
+term as primary (fence the previous writer, read to the end), decide (id, version, compatibility), append one or more
+records, and return once they are committed and read back. A rejected request writes nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +70,35 @@ class RegistryService:
         self.max_schema_bytes = max_schema_bytes
         self._write_lock = asyncio.Lock()
         self._avro_by_id: dict[int, avro.schema.Schema] = {}
+        self._role_tasks: set[asyncio.Task[None]] = set()
+
+    # --- the primary's role -----------------------------------------------------------------------------------
+
+    def follow_role(self, primary: bool) -> None:
+        """The election's callback: act on the new role at once, so a deposed primary is fenced (and this one
+        caught up) before the first write arrives, and a writer no longer needed is closed."""
+        self.store.follow_role(primary)
+        task = asyncio.get_running_loop().create_task(self._apply_role(), name="registry-role")
+        self._role_tasks.add(task)
+        task.add_done_callback(self._role_tasks.discard)
+
+    async def _apply_role(self) -> None:
+        # Refused when not primary, or a failed takeover the store logged: the next write takes over again.
+        async with self._write_lock:
+            with suppress(errors.RegistryError):
+                await self.store.take_over()
+
+    async def close(self) -> None:
+        for task in list(self._role_tasks):
+            task.cancel()
+        await asyncio.gather(*self._role_tasks, return_exceptions=True)
+
+    @asynccontextmanager
+    async def _writing(self) -> AsyncIterator[None]:
+        """One write at a time, by the current term's primary only."""
+        async with self._write_lock:
+            await self.store.take_over()
+            yield
 
     # --- request bodies ---------------------------------------------------------------------------------------
 
@@ -234,8 +265,7 @@ class RegistryService:
 
     async def register(self, subject: str, body: Any) -> int:
         request = self.schema_request(body)
-        async with self._write_lock:
-            await self.store.ensure_synced()
+        async with self._writing():
             mode = self._check_writable(subject)
             importing = request.requested_id is not None or request.requested_version is not None
             if importing and mode != "IMPORT":
@@ -283,8 +313,7 @@ class RegistryService:
         return request.requested_version
 
     async def delete_subject(self, subject: str, permanent: bool) -> list[int]:
-        async with self._write_lock:
-            await self.store.ensure_synced()
+        async with self._writing():
             self._check_writable(subject)
             everything = self.state.versions(subject, deleted=True)
             if not everything:
@@ -316,8 +345,7 @@ class RegistryService:
 
     async def delete_version(self, subject: str, raw_version: str, permanent: bool) -> int:
         version = parse_version(raw_version)
-        async with self._write_lock:
-            await self.store.ensure_synced()
+        async with self._writing():
             self._check_writable(subject)
             value = self.version(subject, raw_version, deleted=version != LATEST)
             if value.deleted and not permanent:
@@ -360,14 +388,13 @@ class RegistryService:
         if not isinstance(body, dict):
             raise errors.bad_request("the request body must be a JSON object with a 'compatibility' field")
         level = check_level(body.get("compatibility", body.get("compatibilityLevel")))
-        async with self._write_lock:
+        async with self._writing():
             await self.store.write(records.config_key(subject), records.config_value(level))
         log.info("event=config_set subject=%s level=%s", subject or "<global>", level)
         return {"compatibility": level}
 
     async def delete_config(self, subject: str | None) -> dict[str, Any]:
-        async with self._write_lock:
-            await self.store.ensure_synced()
+        async with self._writing():
             previous = self.config(subject, default_to_global=subject is None)
             await self.store.write(records.config_key(subject), None)
         return previous
@@ -379,8 +406,7 @@ class RegistryService:
         if not isinstance(mode, str) or mode.upper() not in MODES:
             raise errors.invalid_mode(mode)
         mode = mode.upper()
-        async with self._write_lock:
-            await self.store.ensure_synced()
+        async with self._writing():
             has_schemas = bool(self.state.subjects) if subject is None else subject in self.state.subjects
             if mode == "IMPORT" and has_schemas and not force:
                 raise errors.not_permitted("Cannot import since found existing subjects; use force=true to override")
@@ -389,8 +415,7 @@ class RegistryService:
         return {"mode": mode}
 
     async def delete_mode(self, subject: str) -> dict[str, Any]:
-        async with self._write_lock:
-            await self.store.ensure_synced()
+        async with self._writing():
             previous = self.mode_of(subject, default_to_global=False)
             await self.store.write(records.mode_key(subject), None)
         return previous

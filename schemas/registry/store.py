@@ -1,7 +1,13 @@
 """The `_schemas` topic as the registry's only storage: create it, read it to the end, follow it, write to it.
 
-A write returns only after the record is acknowledged by the broker (acks=all) AND has been read back by this
-process's follower and applied to the state, so the HTTP client that caused it reads its own write.
+Only the primary writes, each write in its own transaction under one fixed `transactional.id` per topic. Every
+time the election makes a process primary it initialises a fresh transactional producer, which fences every older
+producer with that id (a deposed primary's next write fails with ProducerFenced and is never reported done), and
+then reads the topic to its end, so ids are minted knowing the old primary's last one. Readers use
+`read_committed`: a write aborted by fencing is never applied anywhere.
+
+A write returns only after its transaction committed AND the record has been read back by this process's follower
+and applied to the state, so the HTTP client that caused it reads its own write.
 """
 
 from __future__ import annotations
@@ -10,9 +16,10 @@ import asyncio
 import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
 from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
-from headwater.kafka import clients
+from headwater.kafka import clients, cluster
 from headwater.settings import KafkaSettings
 from schemas.registry import errors
 from schemas.registry.state import RegistryState
@@ -20,6 +27,17 @@ from schemas.registry.state import RegistryState
 log = logging.getLogger(__name__)
 
 READ_BACK_TIMEOUT_SECONDS = 30.0
+WRITE_TIMEOUT_SECONDS = 30.0
+TAKE_OVER_TIMEOUT_SECONDS = 30.0
+
+
+def transactional_id(topic: str) -> str:
+    """The one `transactional.id` every registry process writing `topic` uses: the newest primary fences the rest."""
+    return f"headwater-registry-{topic}"
+
+
+def not_primary(reason: str) -> errors.RegistryError:
+    return errors.RegistryError(503, errors.UNKNOWN_PRIMARY, f"This registry {reason}; retry shortly")
 
 
 class TopicLayoutError(RuntimeError):
@@ -27,8 +45,9 @@ class TopicLayoutError(RuntimeError):
 
 
 def ensure_topic(kafka: KafkaSettings, topic: str) -> None:
-    """Create the single-partition compacted topic if missing (blocking: call from an executor)."""
-    admin = clients.admin(kafka)
+    """Create the single-partition compacted topic if missing (blocking: call from an executor); a refused login
+    or TLS handshake raises at once instead of being retried."""
+    admin = cluster.wait_for_broker(kafka, deadline=5)
     metadata = admin.list_topics(timeout=5)
     existing = metadata.topics.get(topic)
     if existing is not None and existing.error is None:
@@ -54,27 +73,27 @@ class SchemaLog:
         self.state = state
         self.partition = TopicPartition(topic, 0)
         self.applied_offset = -1
-        self.synced = False
         self._advanced = asyncio.Condition()
-        self._producer: AIOKafkaProducer | None = None
+        # The election bumps `_term` each time it assigns this process the topic; the writer belongs to one term.
+        self._primary = False
+        self._term = 0
+        self._writer_term = 0
+        self._writer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._follower: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect, then read the topic to its end so the state is complete before anything is answered."""
         await asyncio.get_running_loop().run_in_executor(None, ensure_topic, self.kafka, self.topic)
-        producer = clients.aiokafka_producer(self.kafka, linger_ms=0)
         consumer = clients.aiokafka_consumer(
             self.kafka, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=20, isolation_level="read_committed"
         )
         try:
-            await producer.start()
             await consumer.start()
         except BaseException:
-            await producer.stop()
             await consumer.stop()
             raise
-        self._producer, self._consumer = producer, consumer
+        self._consumer = consumer
         try:
             consumer.assign([self.partition])
             await consumer.seek_to_beginning(self.partition)
@@ -90,10 +109,10 @@ class SchemaLog:
         if self._follower is not None:
             self._follower.cancel()
             await asyncio.gather(self._follower, return_exceptions=True)
-        for client in (self._producer, self._consumer):
-            if client is not None:
-                await client.stop()
-        self._follower = self._producer = self._consumer = None
+        await self._retire_writer()
+        if self._consumer is not None:
+            await self._consumer.stop()
+        self._follower = self._consumer = None
 
     async def end_offset(self) -> int:
         assert self._consumer is not None
@@ -102,29 +121,78 @@ class SchemaLog:
         return end
 
     async def catch_up(self) -> None:
-        """Wait until everything written to the topic so far (by any instance) is in the state."""
+        """Wait until everything committed to the topic so far (by any instance) is in the state."""
         await self.wait_applied(await self.end_offset() - 1)
-        self.synced = True
 
-    def mark_stale(self) -> None:
-        """Others may have written (e.g. a previous primary): catch up again before the next write."""
-        self.synced = False
+    def follow_role(self, primary: bool) -> None:
+        """The election's verdict, given on every rebalance; `take_over` acts on it under the caller's write lock."""
+        if primary:
+            self._term += 1
+        self._primary = primary
 
-    async def ensure_synced(self) -> None:
-        """Catch up only when needed: a primary reads its own writes back, so it stays current between them."""
-        if not self.synced:
-            await self.catch_up()
+    async def take_over(self) -> None:
+        """Be ready to write as this term's primary, or refuse: call under the write lock before deciding a write.
+
+        A new term fences the previous writer (any process's) by initialising a producer with the shared
+        `transactional.id`, which also ends that writer's open transaction; only then is the topic read to its end,
+        so the state holds every record the previous primary committed. A writer fenced during this term stays
+        gone: this process answers 503 until the election assigns it the topic again.
+        """
+        if not self._primary:
+            await self._retire_writer()
+            raise not_primary("is not the primary")
+        if self._writer_term != self._term:
+            await self._retire_writer()
+            writer = clients.aiokafka_producer(self.kafka, linger_ms=0, transactional_id=transactional_id(self.topic))
+            try:
+                async with asyncio.timeout(TAKE_OVER_TIMEOUT_SECONDS):  # aiokafka retries InitProducerId forever
+                    await writer.start()
+                await self.catch_up()
+            except (KafkaError, TimeoutError) as exc:
+                await writer.stop()
+                log.warning("event=schemas_take_over_failed topic=%s error=%s", self.topic, type(exc).__name__)
+                raise errors.RegistryError(
+                    500, errors.STORE_ERROR, f"Could not take {self.topic} over as primary: {type(exc).__name__}"
+                ) from exc
+            except BaseException:
+                await writer.stop()
+                raise
+            self._writer, self._writer_term = writer, self._term
+            log.info(
+                "event=schemas_writer_ready topic=%s term=%d offset=%d", self.topic, self._term, self.applied_offset
+            )
+        if self._writer is None:
+            raise not_primary("was deposed as primary by a newer one")
 
     async def write(self, key: bytes, value: bytes | None) -> int:
-        assert self._producer is not None
+        """Append one record in its own transaction and return its offset once it is committed and applied."""
+        writer = self._writer
+        if writer is None:
+            raise not_primary("is not the primary")
         try:
-            metadata = await self._producer.send_and_wait(self.topic, value=value, key=key, partition=0)
+            async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
+                await writer.begin_transaction()
+                metadata = await writer.send_and_wait(self.topic, value=value, key=key, partition=0)
+                await writer.commit_transaction()
+        except ProducerFenced as exc:
+            log.warning("event=registry_fenced topic=%s term=%d", self.topic, self._writer_term)
+            await self._retire_writer()
+            raise not_primary("was deposed as primary by a newer one") from exc
         except Exception as exc:  # aiokafka raises KafkaError subclasses and timeouts
             log.error("event=schemas_write_failed topic=%s error=%s", self.topic, type(exc).__name__)
+            # The outcome is unknown and the transaction may be open: take over afresh before the next write, which
+            # ends that transaction and reads back whatever committed.
+            self._writer_term = 0
+            await self._retire_writer()
             raise errors.RegistryError(500, errors.STORE_ERROR, f"Error while writing to {self.topic}: {exc}") from exc
         offset: int = metadata.offset
         await self.wait_applied(offset)
         return offset
+
+    async def _retire_writer(self) -> None:
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            await writer.stop()
 
     async def wait_applied(self, offset: int, limit_seconds: float | None = READ_BACK_TIMEOUT_SECONDS) -> None:
         try:

@@ -3,5 +3,6 @@
 from streams.broker.embedded import BrokerStatus, EmbeddedBroker
 from streams.broker.errors import BrokerError
 from streams.broker.jars import KAFKA_VERSION, ensure_jars
+from streams.broker.security import SaslSsl, ScramUser
 
-__all__ = ["KAFKA_VERSION", "BrokerError", "BrokerStatus", "EmbeddedBroker", "ensure_jars"]
+__all__ = ["KAFKA_VERSION", "BrokerError", "BrokerStatus", "EmbeddedBroker", "SaslSsl", "ScramUser", "ensure_jars"]

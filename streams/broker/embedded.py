@@ -21,9 +21,12 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from headwater.kafka import clients
+from headwater.kafka.config import KafkaSettings
 from headwater.ports import free_port, port_bindable, port_in_use
 from streams.broker.errors import BrokerError
 from streams.broker.jars import ensure_jars
+from streams.broker.security import LISTENER, BrokerSecurity, SaslSsl
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +42,7 @@ class BrokerState:
     controller_port: int
     cluster_id: str
     host: str
+    protocol: str = "PLAINTEXT"
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,7 @@ class BrokerStatus:
     bootstrap: str | None
     data_dir: Path
     log_file: Path
+    protocol: str = "PLAINTEXT"
 
 
 def _new_cluster_id() -> str:
@@ -120,12 +125,14 @@ class EmbeddedBroker:
         host: str = "127.0.0.1",
         heap: str = "1g",
         start_timeout: float = 90.0,
+        sasl_ssl: SaslSsl | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.requested_port = port
         self.host = host
         self.heap = heap
         self.start_timeout = start_timeout
+        self.security = BrokerSecurity(sasl_ssl, self.data_dir) if sasl_ssl is not None else None
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -160,6 +167,7 @@ class EmbeddedBroker:
             bootstrap=f"{state.host}:{state.port}" if state and running else None,
             data_dir=self.data_dir,
             log_file=self.log_file,
+            protocol=state.protocol if state else "PLAINTEXT",
         )
 
     def _formatted_cluster_id(self) -> str | None:
@@ -189,16 +197,21 @@ class EmbeddedBroker:
             controller = free_port(self.host)
         return port, controller
 
+    @property
+    def protocol(self) -> str:
+        return LISTENER if self.security is not None else "PLAINTEXT"
+
     def _write_server_properties(self, port: int, controller_port: int) -> Path:
+        listener = self.protocol
         properties = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{self.host}:{controller_port}",
-            "listeners": f"PLAINTEXT://{self.host}:{port},CONTROLLER://{self.host}:{controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{self.host}:{port}",
+            "listeners": f"{listener}://{self.host}:{port},CONTROLLER://{self.host}:{controller_port}",
+            "advertised.listeners": f"{listener}://{self.host}:{port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "inter.broker.listener.name": listener,
+            "listener.security.protocol.map": f"CONTROLLER:PLAINTEXT,{listener}:{listener}",
             "log.dirs": str(self.kraft_dir),
             "num.partitions": "1",
             "offsets.topic.replication.factor": "1",
@@ -210,9 +223,14 @@ class EmbeddedBroker:
             "auto.create.topics.enable": "true",
             "message.max.bytes": "1048588",
             "log.retention.hours": "168",
+            **(self.security.server_properties() if self.security is not None else {}),
         }
         path = self.data_dir / "server.properties"
-        path.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+        # Owner-only: with SASL_SSL it holds the broker's private key and inter-broker credential.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write("".join(f"{key}={value}\n" for key, value in properties.items()))
+        path.chmod(0o600)
         return path
 
     def _java_command(self, java: str, libs: Path, main: str, *args: str) -> list[str]:
@@ -222,10 +240,10 @@ class EmbeddedBroker:
             "-cp", f"{libs}/*", main, *args,
         ]
 
-    def _format_storage(self, java: str, libs: Path, cluster_id: str, properties: Path) -> None:
+    def _format_storage(self, java: str, libs: Path, cluster_id: str, properties: Path, scram: list[str]) -> None:
         command = self._java_command(
             java, libs, "kafka.tools.StorageTool",
-            "format", "-t", cluster_id, "-c", str(properties), "--ignore-formatted",
+            "format", "-t", cluster_id, "-c", str(properties), "--ignore-formatted", *scram,
         )
         result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
         if result.returncode != 0:
@@ -244,8 +262,10 @@ class EmbeddedBroker:
         previous = self._read_state()
         cluster_id = self._choose_cluster_id(previous)
         port, controller_port = self._choose_ports(previous)
+        formatted = self._formatted_cluster_id() is not None
+        scram = self.security.prepare(formatted) if self.security is not None else []
         properties = self._write_server_properties(port, controller_port)
-        self._format_storage(java, libs, cluster_id, properties)
+        self._format_storage(java, libs, cluster_id, properties, scram)
 
         log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         stdout = (self.log_file.parent / "stdout.log").open("ab")
@@ -257,8 +277,11 @@ class EmbeddedBroker:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        self._write_state(BrokerState(self._process.pid, port, controller_port, cluster_id, self.host))
-        log.info("event=broker_starting pid=%d port=%d data_dir=%s", self._process.pid, port, self.data_dir)
+        self._write_state(BrokerState(self._process.pid, port, controller_port, cluster_id, self.host, self.protocol))
+        log.info(
+            "event=broker_starting pid=%d port=%d protocol=%s data_dir=%s",
+            self._process.pid, port, self.protocol, self.data_dir,
+        )
         self._wait_ready(port, log_offset)
         return self.status()
 
@@ -285,7 +308,7 @@ class EmbeddedBroker:
                     f"the broker exited with code {self._process.returncode} during start"
                     f"{self._failure_reason(log_offset)}; see {self.log_file}"
                 )
-            if port_in_use(port, self.host) and self._answers_metadata(bootstrap):
+            if port_in_use(port, self.host) and self._answers_metadata(self.client_properties(bootstrap)):
                 log.info("event=broker_ready bootstrap=%s", bootstrap)
                 return
             time.sleep(0.2)
@@ -294,11 +317,16 @@ class EmbeddedBroker:
             f"the broker did not answer on {bootstrap} within {self.start_timeout:.0f}s; see {self.log_file}"
         )
 
-    @staticmethod
-    def _answers_metadata(bootstrap: str) -> bool:
-        from confluent_kafka.admin import AdminClient
+    def client_properties(self, bootstrap: str) -> dict[str, str]:
+        """librdkafka properties that reach this broker as itself (the internal user on SASL_SSL)."""
+        config = {"bootstrap.servers": bootstrap}
+        if self.security is not None:
+            config.update(self.security.client_properties())
+        return config
 
-        admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "socket.timeout.ms": 2000})
+    @staticmethod
+    def _answers_metadata(client: dict[str, str]) -> bool:
+        admin = clients.admin(KafkaSettings.model_validate(client), log_level=0, **{"socket.timeout.ms": 2000})
         try:
             metadata = admin.list_topics(timeout=2)
         except Exception:

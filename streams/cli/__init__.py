@@ -9,6 +9,10 @@ from streams.cli import broker, connect
 from streams.cli import pipeline as pipeline_cli
 from streams.cli import registry as registry_cli
 from streams.cli import schemas as schemas_cli
+from streams.cli.consume import consume_command
+from streams.cli.dlq import app as dlq_app
+from streams.cli.produce import produce
+from streams.cli.replay import app as replay_app
 
 app = typer.Typer(
     name="headwater",
@@ -20,7 +24,11 @@ app.add_typer(broker.app, name="broker")
 app.add_typer(connect.app, name="connect")
 app.add_typer(registry_cli.app, name="registry")
 app.add_typer(schemas_cli.app, name="schemas")
+app.add_typer(replay_app, name="replay")
+app.add_typer(dlq_app, name="dlq")
 pipeline_cli.register(app)
+app.command("produce")(produce)
+app.command("consume")(consume_command)
 
 
 @app.callback()

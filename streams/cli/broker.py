@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from streams.broker import KAFKA_VERSION, BrokerError, EmbeddedBroker, ensure_jars
+from streams.broker.security import SaslSsl, load_scram_users
 
 app = typer.Typer(help=f"The embedded Apache Kafka {KAFKA_VERSION} broker (KRaft, one node).", no_args_is_help=True)
 console = Console()
@@ -16,6 +17,15 @@ err = Console(stderr=True)
 
 DEFAULT_DATA_DIR = Path(".headwater/broker")
 DataDir = typer.Option(DEFAULT_DATA_DIR, "--data-dir", "-d", help="Folder holding the broker's data and logs.")
+CertificateChain = typer.Option(
+    None, "--ssl-certificate-chain", help="SASL_SSL: the broker's PEM certificate (then intermediates)."
+)
+PrivateKey = typer.Option(None, "--ssl-key", help="SASL_SSL: the broker's unencrypted PKCS#8 PEM key.")
+CertificateAuthority = typer.Option(None, "--ssl-ca", help="SASL_SSL: PEM of the CA that signed the certificate.")
+ScramUsersFile = typer.Option(
+    None, "--scram-users-file",
+    help="SASL_SSL: `user:password` lines, created as SCRAM-SHA-512 users when the data dir is formatted.",
+)
 
 
 def _fail(exc: BrokerError, log_file: Path | None = None) -> NoReturn:
@@ -35,18 +45,43 @@ def install() -> None:
     console.print(f"Kafka {KAFKA_VERSION} jars in {libs}")
 
 
+def _sasl_ssl(
+    certificate_chain: Path | None, private_key: Path | None, ca: Path | None, users_file: Path | None
+) -> SaslSsl | None:
+    given = {"--ssl-certificate-chain": certificate_chain, "--ssl-key": private_key, "--ssl-ca": ca,
+             "--scram-users-file": users_file}
+    if all(value is None for value in given.values()):
+        return None
+    if certificate_chain is None or private_key is None or ca is None or users_file is None:
+        missing = [flag for flag, value in given.items() if value is None]
+        raise BrokerError(f"a SASL_SSL listener also needs {', '.join(missing)}")
+    return SaslSsl(certificate_chain, private_key, ca, load_scram_users(users_file))
+
+
 @app.command()
 def start(
     port: int = typer.Option(None, "--port", "-p", help="Client port (default 9092, or the last one used)."),
     data_dir: Path = DataDir,
+    certificate_chain: Path | None = CertificateChain,
+    private_key: Path | None = PrivateKey,
+    ca: Path | None = CertificateAuthority,
+    users_file: Path | None = ScramUsersFile,
 ) -> None:
-    """Format storage on first use, start the broker in the background, wait until it answers."""
-    broker = EmbeddedBroker(data_dir, port=port)
+    """Format storage on first use, start the broker in the background, wait until it answers.
+
+    With the four SASL_SSL options the client listener is SASL_SSL with SCRAM-SHA-512 instead of PLAINTEXT."""
+    try:
+        broker = EmbeddedBroker(data_dir, port=port, sasl_ssl=_sasl_ssl(certificate_chain, private_key, ca, users_file))
+    except BrokerError as exc:
+        _fail(exc)
     try:
         status = broker.start()
     except BrokerError as exc:
         _fail(exc, broker.log_file)
-    console.print(f"broker running (pid {status.pid}); bootstrap servers: {status.bootstrap}")
+    console.print(
+        f"broker running (pid {status.pid}); bootstrap servers: {status.bootstrap} ({status.protocol})",
+        highlight=False, soft_wrap=True,
+    )
     console.print(f"log: {status.log_file}")
 
 
@@ -68,6 +103,9 @@ def status(data_dir: Path = DataDir) -> None:
     except BrokerError as exc:
         _fail(exc)
     if current.running:
-        console.print(f"running (pid {current.pid}) on {current.bootstrap}; log: {current.log_file}")
+        console.print(
+            f"running (pid {current.pid}) on {current.bootstrap} ({current.protocol}); log: {current.log_file}",
+            highlight=False, soft_wrap=True,
+        )
     else:
         console.print(f"not running (data dir {current.data_dir})")

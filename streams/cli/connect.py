@@ -13,6 +13,21 @@ from rich.table import Table
 
 from connectors.connector_index import available, describe
 from connectors.runner import ConfigError, Runner, load_plan
+from headwater.dependencies import DependencyDown
+from headwater.kafka.clients import KafkaConfigError
+from headwater.settings import read_settings_file
+from headwater.status import StatusPortBusy
+from streams.cli.options import (
+    ConfigFile,
+    StartupTimeout,
+    StatusHost,
+    bootstrap_servers_option,
+    connection_settings,
+    fail,
+    refuse_unusable_kafka,
+    registry_url_option,
+    status_port_option,
+)
 
 app = typer.Typer(
     help="Source and sink connectors (CRMs, ERPs, webhooks -> Kafka -> warehouse, S3).", no_args_is_help=True
@@ -25,32 +40,45 @@ ConfigFiles = typer.Argument(..., help="Config YAML files; every file is validat
 @app.command()
 def run(
     configs: list[Path] = ConfigFiles,
-    bootstrap_servers: str = typer.Option(None, "--bootstrap-servers", help="Kafka bootstrap servers (overrides)."),
-    registry_url: str = typer.Option(None, "--registry-url", help="Schema registry URL (overrides)."),
-    status_port: int = typer.Option(
-        9465, "--status-port", help="Port of /metrics, /healthz, /readyz (0: any free port; a busy one falls back)."
-    ),
+    bootstrap_servers: str | None = bootstrap_servers_option(),
+    registry_url: str | None = registry_url_option(),
+    config: Path | None = ConfigFile,
+    startup_timeout: float = StartupTimeout,
+    status_host: str = StatusHost,
+    status_port: int = status_port_option(9465),
 ) -> None:
-    """Run the connectors of CONFIG files until interrupted (SIGINT/SIGTERM stop them cleanly)."""
+    """Run the connectors of CONFIG files until interrupted (SIGINT/SIGTERM stop them cleanly).
+
+    Kafka and registry settings: flags > HEADWATER_* environment > a CONFIG file's own sections > --config file."""
     overrides: dict[str, Any] = {}
     if bootstrap_servers:
-        overrides["kafka"] = {"bootstrap_servers": bootstrap_servers}
+        overrides["kafka"] = {"bootstrap.servers": bootstrap_servers}
     if registry_url:
         overrides["registry"] = {"url": registry_url}
+    shared: dict[str, Any] = {}
+    if config is not None:
+        connection_settings(config, None, None)  # a bad --config file is named as such, not as the CONFIG file
+        shared = read_settings_file(config)
     try:
-        plans = [load_plan(path, overrides) for path in configs]
+        plans = [load_plan(path, overrides, shared) for path in configs]
     except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
+        fail(str(exc), 2)
+    for plan in plans:
+        refuse_unusable_kafka(plan.settings.kafka)
     connector_log = logging.getLogger("connectors")
     if connector_log.getEffectiveLevel() > logging.INFO:
         connector_log.setLevel(logging.INFO)
-    runner = Runner(plans, status_port=status_port)
+    runner = Runner(plans, status_port=status_port, status_host=status_host, startup_timeout_s=startup_timeout)
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: runner.stop.set())
     names = ", ".join(c.name for plan in plans for c in plan.connectors)
     err.print(f"running {names}", highlight=False)
-    runner.run()
+    try:
+        runner.run()
+    except DependencyDown as exc:
+        fail(f"{exc} (gave up after --startup-timeout {startup_timeout:g}s)")
+    except (StatusPortBusy, KafkaConfigError) as exc:
+        fail(str(exc))
     if runner.failures:
         for failure in runner.failures:
             err.print(f"[red]error:[/red] {failure}", highlight=False, soft_wrap=True)

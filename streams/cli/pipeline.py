@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from headwater import envelope
-from headwater.settings import HeadwaterSettings, load_settings
+from headwater.dependencies import DependencyDown
+from headwater.kafka.clients import KafkaConfigError
+from headwater.kafka.python_clients import UnsupportedProperty, faust_broker_options
+from headwater.status import StatusPortBusy
+from streams.cli.options import (
+    ConfigFile,
+    StartupTimeout,
+    StatusHost,
+    bootstrap_servers_option,
+    connection_settings,
+    err,
+    fail,
+    refuse_unusable_kafka,
+    registry_url_option,
+    status_port_option,
+)
 from streams.runtime.batches import WorkerOptions
 from streams.runtime.config import PipelineConfigError, load_pipeline
 from streams.runtime.failures import PipelineFailed
@@ -19,11 +33,7 @@ from streams.runtime.runner import RuntimeName, run_workers
 from streams.runtime.tail import render, tail
 
 console = Console()
-err = Console(stderr=True, soft_wrap=True)
 
-Bootstrap = typer.Option(None, "--bootstrap", "-b", help="Kafka bootstrap servers (overrides settings).")
-Registry = typer.Option(None, "--registry", "-r", help="Schema registry URL (overrides settings).")
-Config = typer.Option(None, "--config", "-c", help="Headwater settings YAML (kafka, registry sections).")
 Pipelines = typer.Argument(..., help="Pipeline YAML files; one worker per pipeline in this process.")
 RuntimeOption = typer.Option(
     "faust", "--runtime",
@@ -36,25 +46,14 @@ RuntimeOption = typer.Option(
 DataDir = typer.Option(Path(".headwater"), "--data-dir", "-d", help="Where broker, registry log and warehouse live.")
 
 
-def _settings(config: Path | None, bootstrap: str | None, registry: str | None) -> HeadwaterSettings:
-    overrides: dict[str, Any] = {}
-    if bootstrap:
-        overrides["kafka"] = {"bootstrap.servers": bootstrap}
-    if registry:
-        overrides["registry"] = {"url": registry}
-    try:
-        return load_settings(config, **overrides)
-    except (FileNotFoundError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from exc
-
-
 def run(
     pipelines: list[Path] = Pipelines,
-    bootstrap: str | None = Bootstrap,
-    registry: str | None = Registry,
-    config: Path | None = Config,
-    status_port: int = typer.Option(9464, "--status-port", help="Port of /metrics, /healthz, /readyz (0: any)."),
+    bootstrap_servers: str | None = bootstrap_servers_option(),
+    registry_url: str | None = registry_url_option(),
+    config: Path | None = ConfigFile,
+    startup_timeout: float = StartupTimeout,
+    status_host: str = StatusHost,
+    status_port: int = status_port_option(9464),
     session_timeout_ms: int = typer.Option(10_000, "--session-timeout-ms", help="Consumer group session timeout."),
     runtime: RuntimeName = RuntimeOption,
 ) -> None:
@@ -62,15 +61,20 @@ def run(
     try:
         configs = [load_pipeline(path) for path in pipelines]
     except PipelineConfigError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from exc
-    settings = _settings(config, bootstrap, registry)
-    options = WorkerOptions(session_timeout_ms=session_timeout_ms)
+        fail(str(exc), 2)
+    settings = connection_settings(config, bootstrap_servers, registry_url)
+    refuse_unusable_kafka(settings.kafka, faust_broker_options if runtime == "faust" else None)
+    options = WorkerOptions(session_timeout_ms=session_timeout_ms, startup_deadline_s=startup_timeout)
     try:
-        stats = asyncio.run(run_workers(configs, settings, options, status_port=status_port, runtime=runtime))
-    except PipelineFailed as exc:  # its traceback is logged already; a supervisor restarts the worker
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(1) from None
+        stats = asyncio.run(run_workers(
+            configs, settings, options, status_port=status_port, runtime=runtime, status_host=status_host
+        ))
+    except DependencyDown as exc:
+        fail(f"{exc} (gave up after --startup-timeout {startup_timeout:g}s)")
+    except (StatusPortBusy, KafkaConfigError, UnsupportedProperty) as exc:
+        fail(str(exc))
+    except PipelineFailed as exc:  # the bug's traceback is logged already; a supervisor restarts the worker
+        fail(str(exc))
     for pipeline, result in zip(configs, stats, strict=True):
         console.print(
             f"{pipeline.label}: in {result.records_in}, out {result.records_out}, "
@@ -83,12 +87,13 @@ def tail_command(
     from_beginning: bool = typer.Option(False, "--from-beginning", help="Start at the oldest record."),
     max_records: int | None = typer.Option(None, "--max", "-n", help="Stop after this many records."),
     idle_timeout: float | None = typer.Option(None, "--idle-timeout", help="Stop after this many idle seconds."),
-    bootstrap: str | None = Bootstrap,
-    registry: str | None = Registry,
-    config: Path | None = Config,
+    bootstrap_servers: str | None = bootstrap_servers_option(),
+    registry_url: str | None = registry_url_option(),
+    config: Path | None = ConfigFile,
 ) -> None:
     """Print a topic's records decoded, and dead letters with their reasons."""
-    settings = _settings(config, bootstrap, registry)
+    settings = connection_settings(config, bootstrap_servers, registry_url)
+    refuse_unusable_kafka(settings.kafka)
     shown = 0
     try:
         for item in tail(settings, topic, from_beginning, idle_timeout):
@@ -113,8 +118,7 @@ def tail_command(
             if max_records is not None and shown >= max_records:
                 break
     except ValueError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from exc
+        fail(str(exc), 2)
     except KeyboardInterrupt:
         return
 
@@ -126,23 +130,24 @@ def up_command(
     rate: float | None = typer.Option(None, "--rate", help="Produce the sample at this many records/s."),
     warehouse: bool = typer.Option(True, "--warehouse/--no-warehouse", help="Load the results into DuckDB."),
     runtime: RuntimeName = RuntimeOption,
+    startup_timeout: float = StartupTimeout,
 ) -> None:
-    """Start broker and registry locally, run a messy sample through both pipelines, summarise, stop everything."""
+    """Start broker and registry locally, run a messy sample through both pipelines, summarise, stop everything.
+
+    It starts its own broker and registry on loopback, so it takes no connection options."""
     from streams.up import UpOptions, up
 
     try:
-        up(UpOptions(data_dir=data_dir, records=records, seed=seed, rate=rate, warehouse=warehouse, runtime=runtime),
-           console)
+        up(UpOptions(data_dir=data_dir, records=records, seed=seed, rate=rate, warehouse=warehouse, runtime=runtime,
+                     startup_timeout=startup_timeout), console)
     except KeyboardInterrupt:
         err.print("interrupted; stopped everything `up` started")
         raise typer.Exit(130) from None
     except PipelineConfigError as exc:
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
-        raise typer.Exit(2) from exc
+        fail(str(exc), 2)
     except (RuntimeError, TimeoutError) as exc:
-        # The broker, registry or a pipeline could not start (BrokerError is a RuntimeError): one line, not a trace.
-        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from exc
+        # The broker, registry or a pipeline could not start (BrokerError and DependencyDown are RuntimeErrors).
+        fail(str(exc))
 
 
 def register(app: typer.Typer) -> None:

@@ -7,36 +7,48 @@ from pathlib import Path
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
-from headwater.settings import load_settings
+from headwater.dependencies import DependencyDown
+from headwater.kafka.clients import KafkaConfigError
+from headwater.kafka.python_clients import UnsupportedProperty, aiokafka_options
+from headwater.settings import first_error
+from headwater.status import StatusPortBusy
 from schemas.registry.auth import AuthConfigError, load_users
 from schemas.registry.config import DEFAULT_TOPIC, RegistryServerConfig
 from schemas.registry.server import run
+from streams.cli.options import (
+    ConfigFile,
+    StartupTimeout,
+    bootstrap_servers_option,
+    connection_settings,
+    fail,
+    refuse_unusable_kafka,
+    registry_url_option,
+)
 
 app = typer.Typer(help="The Confluent-compatible schema registry, stored in a Kafka topic.", no_args_is_help=True)
-err = Console(stderr=True)
 UsersFile = typer.Option(None, "--users-file", help="`user:password` lines; enables basic auth.")
-SettingsFile = typer.Option(None, "--config", "-c", help="Headwater settings YAML.")
 
 
 @app.command()
 def serve(
-    port: int = typer.Option(8081, "--port", "-p", help="HTTP port."),
-    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
-    bootstrap: str = typer.Option(None, "--bootstrap", "-b", help="Kafka bootstrap servers (default from settings)."),
+    port: int = typer.Option(8081, "--port", "-p", help="HTTP port (the API, /metrics, /healthz and /readyz)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on (0.0.0.0: all)."),
+    bootstrap_servers: str | None = bootstrap_servers_option(),
+    registry_url: str | None = registry_url_option(used=False),
+    config: Path | None = ConfigFile,
+    startup_timeout: float = StartupTimeout,
     topic: str = typer.Option(DEFAULT_TOPIC, "--topic", help="Single-partition compacted storage topic."),
     group: str = typer.Option(None, "--group", help="Consumer group electing the primary."),
     advertised_url: str = typer.Option(None, "--advertised-url", help="URL other registries forward writes to."),
     users_file: Path = UsersFile,
-    settings_file: Path = SettingsFile,
 ) -> None:
     """Serve the registry API until SIGTERM; reads and follows the storage topic, elects a primary for writes."""
     logging.getLogger("schemas").setLevel(min(logging.getLogger("streams").level, logging.INFO))
+    settings = connection_settings(config, bootstrap_servers, registry_url)
+    refuse_unusable_kafka(settings.kafka, aiokafka_options)
     try:
-        overrides = {"kafka": {"bootstrap.servers": bootstrap}} if bootstrap else {}
-        settings = load_settings(settings_file, **overrides)
-        config = RegistryServerConfig(
+        server = RegistryServerConfig(
             kafka=settings.kafka,
             host=host,
             port=port,
@@ -44,9 +56,16 @@ def serve(
             group=group,
             advertised_url=advertised_url,
             users_file=users_file,
+            startup_timeout=startup_timeout,
         )
-        load_users(config.users_file)
-    except (ValidationError, AuthConfigError, FileNotFoundError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise typer.Exit(2) from None
-    run(config)
+        load_users(server.users_file)
+    except ValidationError as exc:
+        fail(first_error(exc), 2)
+    except AuthConfigError as exc:
+        fail(str(exc), 2)
+    try:
+        run(server)
+    except DependencyDown as exc:
+        fail(f"{exc}; see --startup-timeout")
+    except (StatusPortBusy, KafkaConfigError, UnsupportedProperty) as exc:
+        fail(str(exc))

@@ -8,22 +8,16 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from headwater.settings import RegistrySettings, load_settings
+from headwater.settings import RegistrySettings
 from schemas.catalog import SCHEMA_DIR
 from schemas.publish import Outcome, RegistryUnreachable, check_all, register_all
+from streams.cli.options import ConfigFile, bootstrap_servers_option, connection_settings, registry_url_option
 
 app = typer.Typer(help="Headwater's Avro schemas (.avsc) and their registry subjects.", no_args_is_help=True)
 console = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 
-RegistryUrl = typer.Option(None, "--registry", "-r", help="Registry URL (default from settings).")
 SchemaDir = typer.Option(SCHEMA_DIR, "--dir", "-d", help="Folder of <domain>/<entity>[_enriched].avsc files.")
-SettingsFile = typer.Option(None, "--config", "-c", help="Headwater settings YAML.")
-
-
-def _settings(registry: str | None, settings_file: Path | None) -> RegistrySettings:
-    overrides = {"registry": {"url": registry}} if registry else {}
-    return load_settings(settings_file, **overrides).registry
 
 
 def _run(
@@ -51,12 +45,22 @@ def _run(
 
 
 @app.command()
-def register(registry: str = RegistryUrl, directory: Path = SchemaDir, settings_file: Path = SettingsFile) -> None:
+def register(
+    directory: Path = SchemaDir,
+    bootstrap_servers: str | None = bootstrap_servers_option(used=False),
+    registry_url: str | None = registry_url_option(),
+    config: Path | None = ConfigFile,
+) -> None:
     """Register every .avsc under its subject; exit 1 with the reason when one is invalid or incompatible."""
-    _run(register_all, _settings(registry, settings_file), directory)
+    _run(register_all, connection_settings(config, bootstrap_servers, registry_url).registry, directory)
 
 
 @app.command()
-def check(registry: str = RegistryUrl, directory: Path = SchemaDir, settings_file: Path = SettingsFile) -> None:
+def check(
+    directory: Path = SchemaDir,
+    bootstrap_servers: str | None = bootstrap_servers_option(used=False),
+    registry_url: str | None = registry_url_option(),
+    config: Path | None = ConfigFile,
+) -> None:
     """Dry run of `register` for CI: validity and compatibility of every .avsc, nothing registered."""
-    _run(check_all, _settings(registry, settings_file), directory)
+    _run(check_all, connection_settings(config, bootstrap_servers, registry_url).registry, directory)

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import quality
+from headwater.oversized import ClaimCheckConfig
 from schemas import catalog
 from streams.enrich import config_model
 from streams.enrich.base import ProviderConfig
@@ -94,6 +95,14 @@ class BatchConfig(BaseModel):
     linger_ms: int = Field(50, ge=0, le=60_000, description="Longest wait for a micro-batch to fill.")
 
 
+class DeadLettersConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    claim_check: ClaimCheckConfig | None = Field(
+        None, description="S3 location for the whole original of a dead letter too large for its topic."
+    )
+
+
 class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -102,6 +111,7 @@ class PipelineConfig(BaseModel):
     input: InputConfig
     output: OutputConfig
     dead_letter_topic: str | None = Field(None, description="Default `<domain>.<entity>.dlq` of the first input.")
+    dead_letters: DeadLettersConfig = Field(default_factory=lambda: DeadLettersConfig.model_validate({}))
     transform: list[TransformStep] = Field(default_factory=list, description="Declarative steps, in order.")
     enrich: list[EnrichStep] = Field(default_factory=list, description="Enrichment providers, in order.")
     quality: QualityConfig | None = None

@@ -18,6 +18,7 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from fastavro.validation import ValidationError, validate
 
 from headwater import envelope
+from headwater.oversized import ClaimCheck
 from quality.validator import QualityValidator, Verdict
 from schemas.serde import AvroDeserializer, AvroSerializer, EncodeError, SerdeError
 from streams.enrich import EnrichStage, build
@@ -56,6 +57,7 @@ class PipelineEngine:
         registry: SchemaRegistryClient,
         switches: StageSwitches = StageSwitches(),
         max_bytes: Callable[[str], int] = lambda topic: 1_000_000,
+        claim_check: ClaimCheck | None = None,
     ) -> None:
         self.config = config
         reader = config.load_schema(config.input.reader_schema) if config.input.reader_schema else None
@@ -69,6 +71,7 @@ class PipelineEngine:
         suite = config.suite_path() if switches.quality else None
         self.quality = QualityValidator(suite) if suite is not None else None
         self.max_bytes = max_bytes
+        self.claim_check = claim_check
         self._pipeline_header = config.label.encode()
         self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hw-{config.name}")
 

@@ -20,20 +20,23 @@ import logging
 import tempfile
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
 import faust
-from aiokafka.errors import MessageSizeTooLargeError
+from aiokafka.errors import KafkaError
 from faust.exceptions import ProducerSendError
 from faust.streams import Stream
+from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, EventT, StreamT
 from faust.web import Request, Response, View
 
 from headwater import status as endpoints
 from headwater.dependencies import DependencyDown
 from headwater.envelope import HeaderList
+from headwater.kafka import errors
+from headwater.kafka.errors import ProduceFailure
 from headwater.kafka.python_clients import faust_broker_options
 from headwater.settings import HeadwaterSettings
 from streams.runtime import batches, metrics
@@ -44,7 +47,6 @@ from streams.runtime.failures import Health, PipelineFailed, bug, not_ready_reas
 from streams.runtime.records import HEADROOM, InMessage, OutMessage
 
 log = logging.getLogger(__name__)
-STATUS_HOST = "127.0.0.1"
 SHUTDOWN_LIMIT_S = 60.0
 
 
@@ -59,9 +61,12 @@ def in_message(event: EventT[Any]) -> InMessage:
     )
 
 
-def _failure(exc: BaseException) -> batches.SendFailure:
-    cause = exc.__cause__ if isinstance(exc, ProducerSendError) and exc.__cause__ is not None else exc
-    return batches.SendFailure(f"{type(cause).__name__}: {cause}", isinstance(cause, MessageSizeTooLargeError))
+class IdempotentProducer(aiokafka_driver.Producer):
+    """Faust's aiokafka producer asks for idempotence only inside transactions (its `_settings_extra`); every
+    Headwater producer is idempotent with `acks=all` (ARCHITECTURE.md), so this one always asks for it."""
+
+    def _settings_extra(self) -> Mapping[str, Any]:
+        return {"acks": "all", "enable_idempotence": True}
 
 
 class FaustPipeline:
@@ -86,7 +91,7 @@ class FaustPipeline:
         return self.running and self.assigned > 0 and self.health.reason is None
 
     def build(self, prepared: batches.Prepared, datadir: Path, stop: asyncio.Event,
-              web_port: int | None = None) -> faust.App:
+              web_port: int | None = None, web_host: str = "127.0.0.1") -> faust.App:
         self.engine, self._stop = prepared.engine, stop
         limits = prepared.max_bytes.values()
         session_s = self.options.session_timeout_ms / 1000
@@ -110,14 +115,16 @@ class FaustPipeline:
             producer_request_timeout=60.0,
             web_enabled=web_port is not None,
             web_port=web_port or 6066,
-            web_bind=STATUS_HOST,
-            web_host=STATUS_HOST,
+            web_bind=web_host,
+            web_host=web_host,
             web_stats_enabled=False,
             web_graph_enabled=False,
             web_router_enabled=False,
             web_tables_enabled=False,
             web_metrics_enabled=False,
         )
+        # The app's public producer setter: Faust then starts and stops this producer as it would its own.
+        app.producer = IdempotentProducer(app.transport, loop=app.loop, beacon=app.beacon)
         topic = app.topic(*self.config.input.topics, key_type=bytes, value_type=bytes)
         app.agent(topic, name=f"headwater.pipeline.{self.config.name}")(self._supervised)
         app.on_partitions_assigned.connect(self._on_assigned)
@@ -170,11 +177,12 @@ class FaustPipeline:
                 await stream.ack(event)
             batches.account(self.stats, engine, batch, result, started)
 
-    async def _send(self, messages: list[OutMessage]) -> list[tuple[OutMessage, batches.SendFailure]]:
-        """Hand every message to Faust's producer, then wait for all the broker's acknowledgements."""
+    async def _send(self, messages: list[OutMessage]) -> list[tuple[OutMessage, ProduceFailure]]:
+        """Hand every message to Faust's producer, then wait for all the broker's acknowledgements; the messages
+        refused (before sending, e.g. over the request size, or by the broker), each with its failure classified."""
         assert self.app is not None
         producer = self.app.producer
-        failures: list[tuple[OutMessage, batches.SendFailure]] = []
+        failures: list[tuple[OutMessage, ProduceFailure]] = []
         sent: list[tuple[OutMessage, Awaitable[Any]]] = []
         for message in messages:
             try:
@@ -182,14 +190,16 @@ class FaustPipeline:
                     message.topic, message.key, message.value, partition=None, timestamp=None,
                     headers=message.headers,
                 )
-            except ProducerSendError as exc:  # refused before sending, e.g. over the producer's request size
-                failures.append((message, _failure(exc)))
+            except (ProducerSendError, KafkaError) as exc:
+                failures.append((message, errors.from_exception(exc)))
                 continue
             sent.append((message, future))
         outcomes = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
         for (message, _), outcome in zip(sent, outcomes, strict=True):
-            if isinstance(outcome, BaseException):
-                failures.append((message, _failure(outcome)))
+            if isinstance(outcome, Exception):
+                failures.append((message, errors.from_exception(outcome)))
+            elif isinstance(outcome, BaseException):
+                raise outcome
         return failures
 
 
@@ -226,11 +236,13 @@ class FaustRuntime:
         settings: HeadwaterSettings,
         options: WorkerOptions | None = None,
         status_port: int | None = None,
+        status_host: str = "127.0.0.1",
     ) -> None:
         self.options = options or WorkerOptions()
         self.pipelines = [FaustPipeline(config, settings, self.options) for config in configs]
         self.settings = settings
         self.status_port = status_port
+        self.status_host = status_host
 
     def ready(self) -> bool:
         return all(pipeline.ready for pipeline in self.pipelines)
@@ -242,11 +254,11 @@ class FaustRuntime:
         """Broker and registry (with backoff) before any Faust service starts; /healthz answers meanwhile."""
         halt = threading.Event()
         relay = asyncio.create_task(_set_when(stop, halt))
-        interim = endpoints.StatusServer(lambda: False, STATUS_HOST, self.status_port) \
+        interim = endpoints.StatusServer(lambda: False, self.status_host, self.status_port) \
             if self.status_port is not None else None
-        if interim is not None:
-            self.status_port = await interim.start()
         try:
+            if interim is not None:
+                self.status_port = await interim.start()
             return await asyncio.to_thread(
                 lambda: [batches.prepare(p.config, self.settings, self.options, halt) for p in self.pipelines]
             )
@@ -278,14 +290,16 @@ class FaustRuntime:
         return [pipeline.stats for pipeline in self.pipelines]
 
     async def _serve(self, prepared: list[batches.Prepared], datadir: Path, stop: asyncio.Event) -> None:
-        web_port = endpoints.usable_port(STATUS_HOST, self.status_port) if self.status_port is not None else None
+        # The interim server held the port until now; Faust's web server takes it over (StatusPortBusy if it went).
+        host = self.status_host
+        web_port = endpoints.usable_port(host, self.status_port) if self.status_port is not None else None
         apps = [
-            pipeline.build(ready, datadir, stop, web_port if index == 0 else None)
+            pipeline.build(ready, datadir, stop, web_port if index == 0 else None, host)
             for index, (pipeline, ready) in enumerate(zip(self.pipelines, prepared, strict=True))
         ]
         if web_port is not None:
             _status_pages(apps[0], self.ready, self.reasons)
-            log.info("event=status_server_started url=http://%s:%d runtime=faust", STATUS_HOST, web_port)
+            log.info("event=status_server_started url=http://%s:%d runtime=faust", host, web_port)
         worker = _EmbeddedWorker(
             apps[0], *apps[1:], loop=asyncio.get_running_loop(), quiet=True, override_logging=False,
             redirect_stdouts=False,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from headwater.envelope import HeaderList, source_of
+from headwater.oversized import record_size
 
 # Lineage headers plus a caller's own stay far below this; records closer to a limit are measured exactly.
 HEADROOM = 8192
@@ -43,8 +44,7 @@ class OutMessage:
 
     def size(self) -> int:
         """Bytes this record takes in a record batch (Kafka's framing included, generously)."""
-        headers = sum(len(name) + len(value) for name, value in self.headers) + 10 * len(self.headers)
-        return 61 + 21 + len(self.key or b"") + len(self.value or b"") + headers
+        return record_size(self.key, self.value, self.headers)
 
     def fits(self, limit: int) -> bool:
         """Whether the record is within `limit` bytes; the exact sum only when it could be close."""

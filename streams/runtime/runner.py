@@ -46,14 +46,16 @@ class DirectRuntime:
         settings: HeadwaterSettings,
         options: WorkerOptions | None = None,
         status_port: int | None = None,
+        status_host: str = "127.0.0.1",
     ) -> None:
         self.pipelines = [PipelineWorker(config, settings, options) for config in configs]
         self.status_port = status_port
+        self.status_host = status_host
 
     async def run(self, stop: asyncio.Event) -> list[WorkerStats]:
         workers = self.pipelines
         server = StatusServer(
-            lambda: all(worker.ready for worker in workers), port=self.status_port,
+            lambda: all(worker.ready for worker in workers), self.status_host, self.status_port,
             reasons=lambda: not_ready_reasons((worker.config.label, worker.health) for worker in workers),
         ) if self.status_port is not None else None
         if server is not None:
@@ -79,10 +81,11 @@ def build_runtime(
     settings: HeadwaterSettings,
     options: WorkerOptions | None = None,
     status_port: int | None = None,
+    status_host: str = "127.0.0.1",
 ) -> Runtime:
     if name == "faust":
-        return FaustRuntime(configs, settings, options, status_port)
-    return DirectRuntime(configs, settings, options, status_port)
+        return FaustRuntime(configs, settings, options, status_port, status_host)
+    return DirectRuntime(configs, settings, options, status_port, status_host)
 
 
 async def run_workers(
@@ -92,6 +95,7 @@ async def run_workers(
     status_port: int | None = None,
     stop: asyncio.Event | None = None,
     runtime: RuntimeName = "faust",
+    status_host: str = "127.0.0.1",
 ) -> list[WorkerStats]:
     """Run every pipeline until stopped (SIGTERM/SIGINT or `stop`); in-flight batches are drained and committed."""
     stop = stop or asyncio.Event()
@@ -101,7 +105,7 @@ async def run_workers(
             loop.add_signal_handler(signum, stop.set)
     log.info("event=runtime_starting runtime=%s pipelines=%d", runtime, len(configs))
     try:
-        return await build_runtime(runtime, configs, settings, options, status_port).run(stop)
+        return await build_runtime(runtime, configs, settings, options, status_port, status_host).run(stop)
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):

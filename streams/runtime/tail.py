@@ -12,10 +12,13 @@ from typing import Any, cast
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, TopicPartition
 
 from headwater import envelope
-from headwater.kafka import clients
+from headwater.kafka import clients, cluster
 from headwater.settings import HeadwaterSettings
 from schemas.client import registry_client
 from schemas.serde import AvroDeserializer, SerdeError
+
+# As long as tail waited for metadata before it checked the broker first.
+STARTUP_DEADLINE_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ def tail(
 ) -> Iterator[TailedRecord]:
     """Records of every partition of the topic, from its start or from now, until idle for `idle_timeout`."""
     decoder = AvroDeserializer(registry_client(settings.registry))
+    # Refused credentials end here in one line (clients.AuthenticationFailed) before a consumer logs retries.
+    cluster.wait_for_broker(settings.kafka, STARTUP_DEADLINE_S)
     consumer = clients.consumer(settings.kafka, f"headwater-tail-{uuid.uuid4().hex[:8]}")
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)

@@ -20,9 +20,9 @@ from typing import Any, cast
 
 from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
 
-from headwater import envelope
 from headwater.dependencies import DependencyDown
 from headwater.kafka import clients
+from headwater.kafka.errors import ProduceFailure
 from headwater.settings import HeadwaterSettings
 from streams.runtime import batches, metrics
 from streams.runtime.batches import WorkerOptions, WorkerStats
@@ -145,43 +145,33 @@ class PipelineWorker:
         await stop.wait()
         self._halt.set()
 
-    async def _send(self, messages: list[OutMessage]) -> list[tuple[OutMessage, batches.SendFailure]]:
-        """Produce and flush; the messages whose delivery report carried an error, with the reason."""
-        assert self._producer is not None
-        failed: list[tuple[KafkaError, Message]] = []
+    async def _send(self, messages: list[OutMessage]) -> list[tuple[OutMessage, ProduceFailure]]:
+        """Produce and flush on the producer thread; the messages the broker or librdkafka refused, classified.
 
-        def delivered(error: KafkaError | None, message: Message) -> None:
-            if error is not None:
-                failed.append((error, message))
+        Every failure, whether `produce()` refused the record or the broker's delivery report did, reaches the
+        closure of its own message, so no lookup by header is needed to match it.
+        """
+        producer = self._producer
+        assert producer is not None
+        failures: list[tuple[OutMessage, ProduceFailure]] = []
 
-        by_source = self._produce(messages, delivered)
-        while await self._on_thread(self._producer_thread, self._producer.flush, 1.0):
-            continue
-        failures: list[tuple[OutMessage, batches.SendFailure]] = []
-        for error, message in failed:
-            headers = cast(list[tuple[str, bytes]], message.headers() or [])
-            original = by_source[(message.topic() or "", envelope.header_value(headers, envelope.SOURCE))]
-            failures.append(
-                (original, batches.SendFailure(str(error), error.code() == KafkaError.MSG_SIZE_TOO_LARGE))
-            )
+        def on_delivery_of(message: OutMessage) -> clients.DeliveryCallback:
+            def delivered(failure: ProduceFailure | None, _reported: Message | None) -> None:
+                if failure is not None:
+                    failures.append((message, failure))
+            return delivered
+
+        def produce_all() -> None:
+            for message in messages:
+                clients.send(
+                    producer, message.topic, message.value, message.key, message.headers,
+                    on_delivery_of(message), self._halt,
+                )
+            while producer.flush(1.0):
+                continue
+
+        await self._on_thread(self._producer_thread, produce_all)
         return failures
-
-    def _produce(self, messages: list[OutMessage], callback: Any) -> dict[tuple[str, str | None], OutMessage]:
-        assert self._producer is not None
-        produce = self._producer.produce
-        by_source: dict[tuple[str, str | None], OutMessage] = {}
-        for message in messages:
-            by_source[(message.topic, message.origin.source)] = message
-            while True:
-                try:
-                    produce(
-                        message.topic, message.value, message.key, headers=cast(Any, message.headers),
-                        on_delivery=callback,
-                    )
-                    break
-                except BufferError:
-                    self._producer.poll(0.05)
-        return by_source
 
     def _commit(self, batch: list[InMessage]) -> None:
         assert self._consumer is not None
