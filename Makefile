@@ -32,6 +32,7 @@ bench: setup
 	$(BIN)/python bench/registry.py
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/connectors.py
+	$(BIN)/python bench/memory.py
 
 clean:
 	rm -rf $(VENV) .cache .headwater .pytest_cache .mypy_cache .ruff_cache

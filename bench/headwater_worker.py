@@ -42,7 +42,7 @@ async def main() -> None:
     [stats] = await runtime.run(stop)
     announcer.cancel()
     print(json.dumps({"records_in": stats.records_in, "first": stats.first_batch_at, "last": stats.last_batch_at,
-                      "latencies_ms": stats.latencies_ms}))
+                      "latency_ms": stats.latency_ms.to_json()}))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import json
 import os
 import random
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,12 +34,13 @@ from headwater.ports import free_port
 from headwater.settings import HeadwaterSettings, load_settings
 from schemas import catalog
 from schemas.client import registry_client
+from schemas.registry.process import RegistryProcess
 from schemas.serde import AvroSerializer
 from streams.broker import EmbeddedBroker
 from streams.runtime.config import PipelineConfig, load_pipeline
 from streams.runtime.engine import StageSwitches
+from streams.runtime.latency import LatencyHistogram
 from streams.sample import NOTES, order
-from streams.up import RegistrySubprocess
 
 ROOT = Path(__file__).resolve().parent.parent
 QUIX_VENV = ROOT / "bench" / ".venv-quix"
@@ -133,7 +133,7 @@ def committed_total(bootstrap: str, group: str, topic: str) -> int:
 
 def headwater(config: PipelineConfig, settings: HeadwaterSettings, count: int, switches: StageSwitches,
               workers: int, tmp: Path, paced: tuple[list[tuple[bytes, bytes]], float] | None = None,
-              runtime: str = "faust") -> tuple[float, list[float]]:
+              runtime: str = "faust") -> tuple[float, LatencyHistogram]:
     """Run `workers` worker processes sharing the input until the group committed `count` offsets."""
     pipeline_file = tmp / f"{config.name}-{uuid.uuid4().hex[:6]}.yaml"
     pipeline_file.write_text(yaml.safe_dump(
@@ -166,7 +166,9 @@ def headwater(config: PipelineConfig, settings: HeadwaterSettings, count: int, s
     first = min(result["first"] for result in results if result["first"] is not None)
     last = max(result["last"] for result in results if result["last"] is not None)
     assert sum(result["records_in"] for result in results) >= count
-    latencies = [value for result in results for value in result["latencies_ms"]]
+    latencies = LatencyHistogram()
+    for result in results:
+        latencies.merge(LatencyHistogram.from_json(result["latency_ms"]))
     return count / (last - first), latencies
 
 
@@ -193,10 +195,6 @@ def quix(bootstrap: str, registry: str, pipeline_file: Path, source: str, sink: 
     return measured
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    return statistics.quantiles(values, n=1000, method="inclusive")[int(fraction * 1000) - 1]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=200_000)
@@ -208,12 +206,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="hw-bench-") as tmp:
         broker = EmbeddedBroker(Path(tmp) / "broker", port=free_port(), heap="1g")
-        registry: RegistrySubprocess | None = None
+        registry: RegistryProcess | None = None
         try:
             status = broker.start()
             assert status.bootstrap is not None
             bootstrap = status.bootstrap
-            registry = RegistrySubprocess(bootstrap, Path(tmp) / "registry.log")
+            registry = RegistryProcess(bootstrap, Path(tmp) / "registry.log")
             registry.start()
             settings = load_settings(kafka={"bootstrap.servers": bootstrap}, registry={"url": registry.url})
             admin = wait_for_broker(settings.kafka)
@@ -258,7 +256,7 @@ def main() -> None:
             print(f"(c') Quix, no enrich/quality:       {rates['c_lite']:,.0f} records/s", flush=True)
 
             latency_items = items[: int(args.rate * args.latency_seconds)]
-            latency: dict[str, list[float]] = {}
+            latency: dict[str, LatencyHistogram] = {}
             for key, topic, name, runtime in (("b", "bench.latency.raw", "latency", "faust"),
                                               ("b'", "bench.latencydirect.raw", "latencydirect", "direct")):
                 _, latency[key] = headwater(bench_config(base, topic, name, linger_ms=20), settings,
@@ -269,15 +267,15 @@ def main() -> None:
             ratios = [("b", "a"), ("b", "c"), ("d", "a"), ("b'", "b"), ("d'", "d"), ("b'", "c"), ("d", "c_lite")]
             print("ratios: " + " ".join(f"{top}/{bottom}={rates[top] / rates[bottom]:.3f}" for top, bottom in ratios))
             for key, values in latency.items():
-                print(f"({key}) end-to-end latency at {args.rate:,.0f} records/s over {len(values):,} outputs: "
-                      f"p50={percentile(values, 0.5):.0f} ms p99={percentile(values, 0.99):.0f} ms")
+                print(f"({key}) end-to-end latency at {args.rate:,.0f} records/s over {values.count:,} outputs: "
+                      f"p50={values.percentile(0.5):.0f} ms p99={values.percentile(0.99):.0f} ms")
             latencies = latency["b"]
             targets = [("b >= 10,000/s", rates["b"] >= 10_000), ("b/c >= 1.0", rates["b"] >= rates["c"]),
-                       ("d >= 40,000/s", rates["d"] >= 40_000), ("p99 < 250 ms", percentile(latencies, 0.99) < 250)]
+                       ("d >= 40,000/s", rates["d"] >= 40_000), ("p99 < 250 ms", latencies.percentile(0.99) < 250)]
             print("targets: " + ", ".join(f"{name} {'met' if ok else 'MISSED'}" for name, ok in targets))
         finally:
             if registry is not None:
-                registry.stop()
+                registry.terminate()
             broker.stop()
 
 

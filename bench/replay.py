@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -23,10 +24,12 @@ from pathlib import Path
 
 import yaml
 from confluent_kafka import TopicPartition
+from confluent_kafka.admin import NewTopic
 
 from headwater.kafka import clients
 from headwater.kafka.config import KafkaSettings
 from headwater.ports import free_port
+from headwater.settings import RegistrySettings
 from schemas import catalog
 from schemas.client import registry_client
 from schemas.registry.process import RegistryProcess
@@ -36,13 +39,10 @@ from streams.sample import contact
 
 HEADWATER = Path(sys.executable).parent / "headwater"
 PARTITIONS = 2
+SHIPPED = Path(__file__).parent.parent / "streams" / "pipelines" / "crm_contacts.yaml"
 
 
 def produce_contacts(kafka: KafkaSettings, registry_url: str, topic: str, count: int) -> None:
-    import random
-
-    from headwater.settings import RegistrySettings
-
     serializer = AvroSerializer(registry_client(RegistrySettings(url=registry_url)), f"{topic}-value",
                                 catalog.load_schema("crm/contact"))
     producer = clients.producer(kafka, **{"linger.ms": 20})
@@ -112,14 +112,14 @@ def main() -> None:
             registry.start()
             raw = "bench.contacts.raw"
             admin = clients.admin(kafka)
-            from confluent_kafka.admin import NewTopic
-
             admin.create_topics([NewTopic(raw, PARTITIONS, 1)])[raw].result(30)
             produce_contacts(kafka, registry.url, raw, records)
             pipeline = root / "contacts.yaml"
-            shipped = yaml.safe_load((Path(__file__).parent.parent / "streams/pipelines/crm_contacts.yaml").read_text())
-            shipped.update({"input": {"topics": [raw]}, "output": {**shipped["output"], "topic": "bench.contacts.enriched"},
-                            "dead_letter_topic": "bench.contacts.dlq", "consumer_group": "bench.live"})
+            shipped = yaml.safe_load(SHIPPED.read_text())
+            shipped.update({
+                "input": {"topics": [raw]}, "output": {**shipped["output"], "topic": "bench.contacts.enriched"},
+                "dead_letter_topic": "bench.contacts.dlq", "consumer_group": "bench.live",
+            })
             pipeline.write_text(yaml.safe_dump(shipped))
             settings = root / "headwater.yaml"
             settings.write_text(f"kafka:\n  bootstrap.servers: {status.bootstrap}\nregistry:\n  url: {registry.url}\n")

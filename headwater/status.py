@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -26,8 +26,12 @@ def metrics_body() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST
 
 
-def readiness(ready: bool) -> tuple[dict[str, Any], int]:
-    return {"ready": ready}, 200 if ready else 503
+def readiness(ready: bool, reasons: Sequence[str] = ()) -> tuple[dict[str, Any], int]:
+    """The `/readyz` answer; `reasons` say why not (a dependency being waited for, a failure)."""
+    answer: dict[str, Any] = {"ready": ready}
+    if reasons:
+        answer["reasons"] = list(reasons)
+    return answer, 200 if ready else 503
 
 
 class StatusPortBusy(RuntimeError):
@@ -63,8 +67,15 @@ def usable_port(host: str, port: int) -> int:
 class StatusServer:
     """/metrics, /healthz, /readyz on `host:port` (port 0: any free one); a busy port raises StatusPortBusy."""
 
-    def __init__(self, ready: Callable[[], bool], host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        ready: Callable[[], bool],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        reasons: Callable[[], Sequence[str]] = tuple,
+    ) -> None:
         self.ready = ready
+        self.reasons = reasons
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
@@ -77,7 +88,7 @@ class StatusServer:
         return web.json_response(HEALTHY)
 
     async def _readyz(self, request: web.Request) -> web.Response:
-        answer, status = readiness(self.ready())
+        answer, status = readiness(self.ready(), self.reasons())
         return web.json_response(answer, status=status)
 
     async def start(self) -> int:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import statistics
 import threading
 import time
 from collections import Counter
@@ -67,14 +66,6 @@ class Summary:
     queries: list[tuple[str, list[str], list[tuple[object, ...]]]] = field(default_factory=list)
 
 
-def _percentile(values: list[float], fraction: float) -> float:
-    if not values:
-        return 0.0
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(fraction * 100) - 1]
-
-
 def print_summary(console: Console, summary: Summary) -> None:
     table = Table(title=f"Headwater pipelines ({summary.runtime} runtime)", show_lines=False)
     for column in ("pipeline", "in", "out", "dead letters", "records/s", "p50 ms", "p99 ms"):
@@ -83,7 +74,7 @@ def print_summary(console: Console, summary: Summary) -> None:
         table.add_row(
             name, f"{stats.records_in:,}", f"{stats.records_out:,}", f"{stats.dead_lettered:,}",
             f"{stats.records_in / summary.seconds:,.0f}" if summary.seconds else "-",
-            f"{_percentile(stats.latencies_ms, 0.50):,.0f}", f"{_percentile(stats.latencies_ms, 0.99):,.0f}",
+            f"{stats.latency_ms.percentile(0.50):,.0f}", f"{stats.latency_ms.percentile(0.99):,.0f}",
         )
     console.print(table)
     reasons = Table(title="Dead letters by stage and reason")

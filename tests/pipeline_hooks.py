@@ -1,15 +1,16 @@
-"""Python hooks and an enrichment provider that the pipeline tests name in their pipeline definitions."""
+"""Python hooks and enrichment providers that the pipeline tests name in their pipeline definitions."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 from pydantic import Field
 
 from streams.enrich import register
-from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderConfig
+from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderConfig, ProviderUnavailable
 
 
 def explode_on_marker(record: dict[str, Any]) -> dict[str, Any]:
@@ -42,3 +43,31 @@ class FlakyProvider(Provider):
 
 
 register(FlakyProvider.name, FlakyConfig, FlakyProvider)
+
+
+class SwitchableConfig(ProviderConfig):
+    down_while: str | None = Field(None, description="While this file exists, every call reports an outage.")
+    bug_on: str | None = Field(None, description="A `notes` text for which the provider breaks its contract.")
+
+
+class SwitchableProvider(Provider):
+    """An outage while the `down_while` file exists (as a remote provider whose connections are refused); for a
+    record whose notes are `bug_on`, an outcome without fields (a bug the stage cannot blame on a record)."""
+
+    name = "switchable"
+    config: SwitchableConfig
+
+    @property
+    def model(self) -> str:
+        return "switchable-1"
+
+    async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
+        if self.config.down_while is not None and await asyncio.to_thread(Path(self.config.down_while).exists):
+            raise ProviderUnavailable(self.name, "connection refused")
+        return [
+            Enriched(cast(dict[str, Any], None) if record.get("notes") == self.config.bug_on else {"summary": "ok"})
+            for record in batch
+        ]
+
+
+register(SwitchableProvider.name, SwitchableConfig, SwitchableProvider)

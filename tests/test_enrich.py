@@ -1,11 +1,14 @@
-"""Local enrichment providers and the enrichment stage's per-record isolation of errors and timeouts."""
+"""Local enrichment providers, the enrichment stage's per-record isolation of errors and timeouts, and a provider
+outage told apart from a record's failure."""
 
 from __future__ import annotations
 
 import json
 import time
 
-from streams.enrich import EnrichFailure, EnrichStage, build
+import pytest
+
+from streams.enrich import EnrichFailure, EnrichStage, ProviderUnavailable, build
 from tests import pipeline_hooks  # noqa: F401  (registers the `flaky` provider)
 
 
@@ -40,3 +43,16 @@ async def test_a_raising_and_a_hanging_record_fail_alone() -> None:
     assert isinstance(failures[3], EnrichFailure) and failures[3].error_class == "TimeoutError"
     assert [record.get("summary") for record in records] == ["len=1", None, "len=3", None, "len=2"]
     assert json.loads(headers[0]) == {"flaky": {"cost_usd": 0.001, "model": "flaky-1"}}
+
+
+async def test_every_record_failing_on_connections_or_timeouts_is_an_outage_not_dead_letters() -> None:
+    flaky = build("flaky", {"timeout_seconds": 0.3, "batch_size": 10, "concurrency": 4})
+    for texts in (["RAISE", "RAISE", "RAISE"], ["SLOW", "RAISE"]):
+        with pytest.raises(ProviderUnavailable, match=f"provider flaky unavailable: all {len(texts)} records failed"):
+            await EnrichStage([flaky]).run([{"notes": text} for text in texts])
+
+
+async def test_an_outage_the_provider_reports_is_raised_without_retrying_record_by_record() -> None:
+    down = build("switchable", {"down_while": __file__})
+    with pytest.raises(ProviderUnavailable, match="provider switchable unavailable: connection refused"):
+        await EnrichStage([down]).run([{"notes": "a"}, {"notes": "b"}])

@@ -29,6 +29,7 @@ from streams.cli.options import (
 from streams.runtime.batches import WorkerOptions
 from streams.runtime.config import PipelineConfig, PipelineConfigError, load_pipeline
 from streams.runtime.dry_run import DryDeadLetter, DryOutput, DryRunError, dry_run
+from streams.runtime.failures import PipelineFailed
 from streams.runtime.runner import RuntimeName, run_workers
 from streams.runtime.tail import render, tail
 
@@ -85,6 +86,8 @@ def run(
     except DependencyDown as exc:
         fail(f"{exc} (gave up after --startup-timeout {startup_timeout:g}s)")
     except (StatusPortBusy, KafkaConfigError, UnsupportedProperty) as exc:
+        fail(str(exc))
+    except PipelineFailed as exc:  # the bug's traceback is logged already; a supervisor restarts the worker
         fail(str(exc))
     for pipeline, result in zip(configs, stats, strict=True):
         console.print(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from streams.enrich import language, sentiment
-from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider, ProviderConfig
+from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider, ProviderConfig, ProviderUnavailable
 from streams.enrich.provider_index import build, config_model, register
 from streams.enrich.stage import EnrichStage
 
@@ -14,6 +14,7 @@ __all__ = [
     "Enriched",
     "Provider",
     "ProviderConfig",
+    "ProviderUnavailable",
     "build",
     "config_model",
     "language",

@@ -1,8 +1,9 @@
 """The enrichment provider interface: async, batched, one outcome per record, with its own limits and cost.
 
 A provider gets a batch of records and returns, in order, an `Enriched` (fields to add, cost) or an `EnrichFailure`
-for each. Remote providers (AWS, OpenAI-compatible, PII, embeddings) implement the same call with HTTP; local models
-run their CPU-bound work in `run_cpu_bound` so the event loop stays free.
+for each, or raises `ProviderUnavailable` when it cannot answer at all. Remote providers (AWS, OpenAI-compatible,
+PII, embeddings) implement the same call with HTTP; local models run their CPU-bound work in `run_cpu_bound` so the
+event loop stays free.
 """
 
 from __future__ import annotations
@@ -30,13 +31,27 @@ class Enriched:
 
 @dataclass(frozen=True)
 class EnrichFailure:
-    """Why a provider could not enrich one record."""
+    """Why a provider could not enrich one record; `unreachable` when it looked like the provider's fault (a timeout
+    or a connection error), which, for every record of a step, means the provider is down."""
 
     error_class: str
     message: str
+    unreachable: bool = False
 
 
 EnrichOutcome = Enriched | EnrichFailure
+
+
+class ProviderUnavailable(RuntimeError):
+    """The provider as a whole does not answer (outage, not one record's fault): the batch waits and is retried.
+
+    A remote provider raises it for connection failures and 5xx answers; the enrichment stage raises it when every
+    record of a call failed on its own with a timeout or a connection error.
+    """
+
+    def __init__(self, provider: str, reason: str) -> None:
+        super().__init__(f"provider {provider} unavailable: {reason}")
+        self.provider = provider
 
 
 class ProviderConfig(BaseModel):

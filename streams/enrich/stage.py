@@ -1,18 +1,20 @@
 """Runs a pipeline's providers over a micro-batch: chunks, concurrency limit, per-call deadline, per-record errors.
 
 A call that raises or misses its deadline is retried record by record, so one bad record fails alone and its
-neighbours are enriched.
+neighbours are enriched. A provider outage is not a record's fault: `ProviderUnavailable` raised by a provider, or
+every record of a step (two or more) failing alone with a timeout or a connection error, raises `ProviderUnavailable`
+out of the stage, so the runtime retries the batch instead of dead-lettering it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Sequence
+from typing import Any, cast
 
 from headwater.envelope import enrich_header
-from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider
+from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider, ProviderUnavailable
 
 log = logging.getLogger(__name__)
 Record = dict[str, Any]
@@ -21,9 +23,27 @@ Record = dict[str, Any]
 def _failure(provider: Provider, exc: BaseException) -> EnrichFailure:
     if isinstance(exc, TimeoutError):
         return EnrichFailure(
-            "TimeoutError", f"provider {provider.name} did not answer within {provider.config.timeout_seconds}s"
+            "TimeoutError", f"provider {provider.name} did not answer within {provider.config.timeout_seconds}s",
+            unreachable=True,
         )
-    return EnrichFailure(type(exc).__name__, f"provider {provider.name} failed: {exc}")
+    return EnrichFailure(
+        type(exc).__name__, f"provider {provider.name} failed: {exc}", unreachable=isinstance(exc, ConnectionError)
+    )
+
+
+def _raise_outage(provider: Provider, outcomes: Sequence[EnrichOutcome]) -> None:
+    failures = [outcome for outcome in outcomes if isinstance(outcome, EnrichFailure)]
+    if len(outcomes) > 1 and len(failures) == len(outcomes) and all(failure.unreachable for failure in failures):
+        raise ProviderUnavailable(provider.name, f"all {len(outcomes)} records failed, last: {failures[-1].message}")
+
+
+async def _gathered(calls: Sequence[Awaitable[list[EnrichOutcome]]]) -> list[list[EnrichOutcome]]:
+    """Every call's outcomes; an outage raised by one is raised once all calls ended (none left running)."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[list[EnrichOutcome]], results)
 
 
 class EnrichStage:
@@ -45,6 +65,8 @@ class EnrichStage:
     async def _run_chunk(self, provider: Provider, chunk: list[Record]) -> list[EnrichOutcome]:
         try:
             return await self._call(provider, chunk)
+        except ProviderUnavailable:
+            raise
         except Exception as exc:
             if len(chunk) == 1:
                 return [_failure(provider, exc)]
@@ -52,20 +74,23 @@ class EnrichStage:
                 "event=enrich_call_failed provider=%s records=%d error=%s retry=per_record",
                 provider.name, len(chunk), type(exc).__name__,
             )
-            singles = await asyncio.gather(*(self._run_chunk(provider, [record]) for record in chunk))
+            singles = await _gathered([self._run_chunk(provider, [record]) for record in chunk])
             return [outcomes[0] for outcomes in singles]
 
     async def run(self, records: list[Record]) -> tuple[list[EnrichFailure | None], list[bytes]]:
-        """Enrich records in place; per record, the failure (or None) and the `hw-enrich` header value."""
+        """Enrich records in place; per record, the failure (or None) and the `hw-enrich` header value.
+
+        Raises `ProviderUnavailable` when a provider is down (see the module's docstring)."""
         failures: list[EnrichFailure | None] = [None] * len(records)
         costs: list[dict[str, float]] = [{} for _ in records]
         for provider in self.providers:
             live = [index for index, failure in enumerate(failures) if failure is None]
             size = provider.config.batch_size
             chunks = [live[start : start + size] for start in range(0, len(live), size)]
-            results = await asyncio.gather(
-                *(self._run_chunk(provider, [records[index] for index in chunk]) for chunk in chunks)
+            results = await _gathered(
+                [self._run_chunk(provider, [records[index] for index in chunk]) for chunk in chunks]
             )
+            _raise_outage(provider, [outcome for outcomes in results for outcome in outcomes])
             for chunk, outcomes in zip(chunks, results, strict=True):
                 for index, outcome in zip(chunk, outcomes, strict=True):
                     if isinstance(outcome, Enriched):

@@ -23,9 +23,11 @@ from headwater.kafka import clients, cluster
 from headwater.kafka.errors import ProduceFailure
 from headwater.settings import HeadwaterSettings
 from schemas.client import registry_client, wait_for_registry
-from streams.runtime import metrics
+from streams.runtime import failures, metrics
 from streams.runtime.config import PipelineConfig
 from streams.runtime.engine import BatchResult, PipelineEngine, StageSwitches
+from streams.runtime.failures import Health
+from streams.runtime.latency import LatencyHistogram
 from streams.runtime.records import InMessage, OutMessage
 
 log = logging.getLogger(__name__)
@@ -33,12 +35,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class WorkerStats:
-    """What one pipeline did, for the summary of `headwater up` and for tests."""
+    """What one pipeline did, for the summary of `headwater up` and for tests; bounded whatever the record count."""
 
     records_in: int = 0
     records_out: int = 0
     dead_letters: Counter[tuple[str, str]] = field(default_factory=Counter)
-    latencies_ms: list[float] = field(default_factory=list)
+    latency_ms: LatencyHistogram = field(default_factory=LatencyHistogram)
     first_batch_at: float | None = None
     last_batch_at: float | None = None
 
@@ -61,6 +63,7 @@ class RunningPipeline(Protocol):
 
     config: PipelineConfig
     stats: WorkerStats
+    health: Health
 
     @property
     def ready(self) -> bool: ...
@@ -119,22 +122,40 @@ async def stopped_within(stop: asyncio.Event, seconds: float) -> bool:
 
 
 async def process(
-    engine: PipelineEngine, batch: Sequence[InMessage], stop: asyncio.Event, retry_max_s: float
+    engine: PipelineEngine, batch: Sequence[InMessage], stop: asyncio.Event, retry_max_s: float, health: Health
 ) -> BatchResult | None:
-    """The stages over the batch; retried with backoff while a dependency fails; None once `stop` is set."""
+    """The stages over the batch; None once `stop` is set.
+
+    An infrastructure failure (see `failures.is_infrastructure`) is retried with backoff up to `retry_max_s`: the
+    batch waits, so nothing is dead-lettered or committed meanwhile, and `health` says what it waits for. Anything
+    else is a bug: logged with its traceback and raised as `PipelineFailed`, so the runtime stops and exits non-zero.
+    """
     label = engine.config.label
     delay = 0.2
-    while True:
-        try:
-            return await engine.process(batch)
-        except Exception as exc:  # only infrastructure failures reach here (records fail one by one inside)
-            metrics.RETRIES.labels(label, type(exc).__name__).inc()
-            log.warning(
-                "event=batch_retry pipeline=%s stage=process error=%s delay_s=%.1f", label, type(exc).__name__, delay
-            )
-            if await stopped_within(stop, delay):
-                return None
-            delay = min(delay * 2, retry_max_s)
+    try:
+        while True:
+            try:
+                result = await engine.process(batch)
+            except Exception as exc:  # records fail one by one inside the stages: this is a dependency or a bug
+                if not failures.is_infrastructure(exc):
+                    raise failures.bug(label, exc, health, records=len(batch)) from None
+                health.waiting_for = failures.describe(exc)
+                metrics.RETRIES.labels(label, type(exc).__name__).inc()
+                metrics.WAITING.labels(label).set(1)
+                log.warning(
+                    "event=batch_retry pipeline=%s records=%d error=%s delay_s=%.1f",
+                    label, len(batch), health.waiting_for, delay,
+                )
+                if await stopped_within(stop, delay):
+                    return None
+                delay = min(delay * 2, retry_max_s)
+                continue
+            if health.waiting_for is not None:
+                log.info("event=dependency_recovered pipeline=%s records=%d", label, len(batch))
+            return result
+    finally:
+        health.waiting_for = None
+        metrics.WAITING.labels(label).set(0)
 
 
 Sender = Callable[[list[OutMessage]], Awaitable[list[tuple[OutMessage, ProduceFailure]]]]
@@ -255,7 +276,7 @@ def account(
     latency = metrics.LATENCY_SECONDS.labels(name)
     for output in result.outputs:
         elapsed = now_ms - output.origin.timestamp_ms
-        stats.latencies_ms.append(elapsed)
+        stats.latency_ms.record(elapsed)
         latency.observe(elapsed / 1000)
     for dead in result.dead_letters:
         stats.dead_letters[(dead.stage, dead.reason)] += 1

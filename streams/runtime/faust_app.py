@@ -43,6 +43,7 @@ from streams.runtime import batches, metrics
 from streams.runtime.batches import WorkerOptions, WorkerStats
 from streams.runtime.config import PipelineConfig
 from streams.runtime.engine import PipelineEngine
+from streams.runtime.failures import Health, PipelineFailed, bug, not_ready_reasons
 from streams.runtime.records import HEADROOM, InMessage, OutMessage
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ class FaustPipeline:
         self.settings = settings
         self.options = options
         self.stats = WorkerStats()
+        self.health = Health()
+        self.failed: PipelineFailed | None = None
         self.assigned = 0
         self.running = False
         self.engine: PipelineEngine | None = None
@@ -85,7 +88,7 @@ class FaustPipeline:
 
     @property
     def ready(self) -> bool:
-        return self.running and self.assigned > 0
+        return self.running and self.assigned > 0 and self.health.reason is None
 
     def build(self, prepared: batches.Prepared, datadir: Path, stop: asyncio.Event,
               web_port: int | None = None, web_host: str = "127.0.0.1") -> faust.App:
@@ -123,7 +126,7 @@ class FaustPipeline:
         # The app's public producer setter: Faust then starts and stops this producer as it would its own.
         app.producer = IdempotentProducer(app.transport, loop=app.loop, beacon=app.beacon)
         topic = app.topic(*self.config.input.topics, key_type=bytes, value_type=bytes)
-        app.agent(topic, name=f"headwater.pipeline.{self.config.name}")(self._agent)
+        app.agent(topic, name=f"headwater.pipeline.{self.config.name}")(self._supervised)
         app.on_partitions_assigned.connect(self._on_assigned)
         app.on_partitions_revoked.connect(self._on_revoked)
         self.app = app
@@ -141,6 +144,21 @@ class FaustPipeline:
         metrics.ASSIGNED_PARTITIONS.labels(self._label).set(0)
         log.info("event=partitions_revoked pipeline=%s count=%d runtime=faust", self._label, len(args[0]))
 
+    async def _supervised(self, agent_stream: StreamT[bytes]) -> None:
+        """The agent, stopping the runtime on a bug: Faust would restart a crashed agent into the same batch."""
+        try:
+            await self._agent(agent_stream)
+        except PipelineFailed as exc:
+            # A fresh copy: the raised one's traceback holds the agent's frames, and so the failed batch's events.
+            self.failed = PipelineFailed(exc.pipeline, exc.error)
+        except Exception as exc:  # a bug outside the stages
+            self.failed = bug(self._label, exc, self.health)
+        if self.failed is not None:
+            # Faust's shutdown waits for every event it handed out to be acked; the failed batch's are released
+            # unacked instead (so never committed): the stream lets go of the last one it holds.
+            agent_stream.current_event = None
+            self._stop.set()
+
     async def _agent(self, agent_stream: StreamT[bytes]) -> None:
         assert self.engine is not None
         engine, stop, retry_max_s = self.engine, self._stop, self.options.retry_max_s
@@ -151,7 +169,7 @@ class FaustPipeline:
             events = cast(Sequence[EventT[bytes]], taken)
             batch = [in_message(event) for event in events]
             started = time.monotonic()
-            result = await batches.process(engine, batch, stop, retry_max_s)
+            result = await batches.process(engine, batch, stop, retry_max_s, self.health)
             if result is None or not await batches.deliver(result, engine, self._send, stop, retry_max_s):
                 log.info("event=batch_abandoned pipeline=%s records=%d reason=stopping", self._label, len(batch))
                 return
@@ -193,7 +211,7 @@ class _EmbeddedWorker(faust.Worker):
         log.debug("event=faust_signals_left_to_runner")
 
 
-def _status_pages(app: faust.App, ready: Callable[[], bool]) -> None:
+def _status_pages(app: faust.App, ready: Callable[[], bool], reasons: Callable[[], list[str]]) -> None:
     @app.page("/metrics")
     async def metrics_page(view: View, request: Request) -> Response:
         body, content_type = endpoints.metrics_body()
@@ -205,7 +223,7 @@ def _status_pages(app: faust.App, ready: Callable[[], bool]) -> None:
 
     @app.page("/readyz")
     async def readyz_page(view: View, request: Request) -> Response:
-        answer, status = endpoints.readiness(ready())
+        answer, status = endpoints.readiness(ready(), reasons())
         return view.json(answer, status=status)
 
 
@@ -228,6 +246,9 @@ class FaustRuntime:
 
     def ready(self) -> bool:
         return all(pipeline.ready for pipeline in self.pipelines)
+
+    def reasons(self) -> list[str]:
+        return not_ready_reasons((pipeline.config.label, pipeline.health) for pipeline in self.pipelines)
 
     async def _prepare(self, stop: asyncio.Event) -> list[batches.Prepared] | None:
         """Broker and registry (with backoff) before any Faust service starts; /healthz answers meanwhile."""
@@ -263,6 +284,9 @@ class FaustRuntime:
                 if pipeline.engine is not None:
                     pipeline.engine.close()
                 batches.log_stopped(pipeline.config, pipeline.stats)
+        for pipeline in self.pipelines:
+            if pipeline.failed is not None:
+                raise pipeline.failed
         return [pipeline.stats for pipeline in self.pipelines]
 
     async def _serve(self, prepared: list[batches.Prepared], datadir: Path, stop: asyncio.Event) -> None:
@@ -274,7 +298,7 @@ class FaustRuntime:
             for index, (pipeline, ready) in enumerate(zip(self.pipelines, prepared, strict=True))
         ]
         if web_port is not None:
-            _status_pages(apps[0], self.ready)
+            _status_pages(apps[0], self.ready, self.reasons)
             log.info("event=status_server_started url=http://%s:%d runtime=faust", host, web_port)
         worker = _EmbeddedWorker(
             apps[0], *apps[1:], loop=asyncio.get_running_loop(), quiet=True, override_logging=False,

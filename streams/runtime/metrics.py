@@ -27,4 +27,13 @@ ASSIGNED_PARTITIONS = Gauge(
 RETRIES = Counter(
     "headwater_pipeline_retries_total", "Batches retried because a dependency failed.", ["pipeline", "reason"]
 )
+WAITING = Gauge(
+    "headwater_pipeline_waiting_for_dependency",
+    "1 while the pipeline's consumption is paused because the broker, the registry or a provider fails.",
+    ["pipeline"],
+)
+FAILURES = Counter(
+    "headwater_pipeline_failures_total", "Unexpected exceptions (bugs) that stopped the pipeline.",
+    ["pipeline", "error"],
+)
 ENRICH_COST = Counter("headwater_enrich_cost_usd_total", "Cost of enrichment calls in USD.", ["provider"])

@@ -3,7 +3,9 @@
 - `faust` (default): each pipeline is a faust-streaming app whose agent batches events (`streams.runtime.faust_app`).
 - `direct`: one confluent-kafka consume loop per pipeline (`streams.runtime.worker`); it skips Faust's
   per-event path and so carries more records per second.
-Both run the same engine, deliver the same way (`streams.runtime.batches`) and commit only delivered input.
+Both run the same engine, deliver the same way (`streams.runtime.batches`) and commit only delivered input. A bug in
+a stage stops every pipeline of the process (in-flight deliveries settled, nothing more committed) and raises
+`PipelineFailed`, so `headwater run` exits non-zero and a supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from headwater.settings import HeadwaterSettings
 from headwater.status import StatusServer
 from streams.runtime.batches import RunningPipeline, WorkerOptions, WorkerStats
 from streams.runtime.config import PipelineConfig
+from streams.runtime.failures import not_ready_reasons
 from streams.runtime.faust_app import FaustRuntime
 from streams.runtime.worker import PipelineWorker
 
@@ -51,8 +54,10 @@ class DirectRuntime:
 
     async def run(self, stop: asyncio.Event) -> list[WorkerStats]:
         workers = self.pipelines
-        server = StatusServer(lambda: all(worker.ready for worker in workers), self.status_host, self.status_port) \
-            if self.status_port is not None else None
+        server = StatusServer(
+            lambda: all(worker.ready for worker in workers), self.status_host, self.status_port,
+            reasons=lambda: not_ready_reasons((worker.config.label, worker.health) for worker in workers),
+        ) if self.status_port is not None else None
         if server is not None:
             await server.start()
         tasks = [asyncio.create_task(worker.run(stop), name=f"pipeline-{worker.config.name}") for worker in workers]

@@ -28,6 +28,7 @@ from streams.runtime import batches, metrics
 from streams.runtime.batches import WorkerOptions, WorkerStats
 from streams.runtime.config import PipelineConfig
 from streams.runtime.engine import PipelineEngine
+from streams.runtime.failures import Health, PipelineFailed, bug
 from streams.runtime.records import InMessage, OutMessage
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class PipelineWorker:
         self.settings = settings
         self.options = options or WorkerOptions()
         self.stats = WorkerStats()
+        self.health = Health()
         self.assigned = 0
         self.running = False
         self._consumer_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hw-consume-{config.name}")
@@ -53,7 +55,7 @@ class PipelineWorker:
 
     @property
     def ready(self) -> bool:
-        return self.running and self.assigned > 0
+        return self.running and self.assigned > 0 and self.health.reason is None
 
     async def _on_thread(self, executor: ThreadPoolExecutor, function: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(executor, function, *args)
@@ -124,12 +126,16 @@ class PipelineWorker:
                 if not batch:
                     continue
                 started = time.monotonic()
-                result = await batches.process(engine, batch, stop, retry_max_s)
+                result = await batches.process(engine, batch, stop, retry_max_s, self.health)
                 if result is None or not await batches.deliver(result, engine, self._send, stop, retry_max_s):
                     log.info("event=batch_abandoned pipeline=%s records=%d reason=stopping", self._label, len(batch))
                     break
                 await self._on_thread(self._consumer_thread, self._commit, batch)
                 batches.account(self.stats, engine, batch, result, started)
+        except PipelineFailed:
+            raise
+        except Exception as exc:  # a bug outside the stages: stop with its traceback instead of a restart loop
+            raise bug(self._label, exc, self.health) from None
         finally:
             self.running = False
             await self._close()
