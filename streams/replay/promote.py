@@ -13,7 +13,7 @@ from confluent_kafka import KafkaError, TopicPartition
 
 from headwater.envelope import HeaderList
 from headwater.kafka import clients
-from headwater.kafka.errors import ProduceFailure
+from headwater.kafka.transactions import Outgoing, commit_batch
 from headwater.settings import HeadwaterSettings
 
 
@@ -42,7 +42,6 @@ def promote(settings: HeadwaterSettings, run_id: str, side_topic: str, live_topi
         starts = {tp.partition: max(tp.offset, 0) for tp in committed}
         remaining = {p for p in partitions if starts[p] < ends[p]}
         consumer.assign([TopicPartition(side_topic, p, starts[p]) for p in sorted(remaining)])
-        failures: list[ProduceFailure] = []
         while remaining:
             messages = consumer.consume(2000, 1.0)
             good = [m for m in messages if m.error() is None]
@@ -50,23 +49,10 @@ def promote(settings: HeadwaterSettings, run_id: str, side_topic: str, live_topi
             if errors:
                 raise PromoteFailed(f"reading {side_topic}: {errors[0].str()}")
             if good:
-                producer.begin_transaction()
-                next_offsets: dict[int, int] = {}
-                for message in good:
-                    headers = cast(HeaderList, message.headers() or [])
-                    clients.send(producer, live_topic, message.value(), message.key(), headers,
-                                 lambda failure, _message: failures.append(failure) if failure else None)
-                    partition = message.partition() or 0
-                    next_offsets[partition] = (message.offset() or 0) + 1
-                producer.send_offsets_to_transaction(
-                    [TopicPartition(side_topic, p, o) for p, o in next_offsets.items()],
-                    consumer.consumer_group_metadata(), 30,
-                )
-                producer.flush(60)
-                if failures:
-                    producer.abort_transaction(30)
-                    raise PromoteFailed(f"promoting {run_id}: the broker refused a record: {failures[0].error}")
-                producer.commit_transaction(60)
+                records = [Outgoing(live_topic, m.value(), m.key(), cast(HeaderList, m.headers() or [])) for m in good]
+                failure = commit_batch(producer, consumer, records, good)
+                if failure is not None:
+                    raise PromoteFailed(f"promoting {run_id}: the broker refused a record: {failure.error}")
                 copied += len(good)
             for tp in consumer.position([TopicPartition(side_topic, p) for p in sorted(remaining)]):
                 if tp.offset >= ends[tp.partition]:

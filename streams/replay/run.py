@@ -21,6 +21,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from headwater.envelope import HeaderList
 from headwater.kafka import clients, cluster
+from headwater.kafka.transactions import Outgoing, commit_batch
 from headwater.settings import HeadwaterSettings
 from streams.replay.plan import ReplayPlan
 from streams.replay.state import REPLAYS_TOPIC, ReplayState
@@ -145,39 +146,22 @@ class ReplayRun:
 
     def _commit(self, producer: Producer, consumer: Consumer, batch: list[Message], admitted: int,
                 outputs: list[OutMessage], dead: int) -> None:
-        failures: list[str] = []
-
-        def delivered(failure: object, _message: object) -> None:
-            if failure is not None:
-                failures.append(str(getattr(failure, "error", failure)))
-
-        next_offsets: dict[int, int] = {}
-        for message in batch:
-            partition = message.partition() or 0
-            next_offsets[partition] = max(next_offsets.get(partition, 0), (message.offset() or 0) + 1)
         self.state.records_in += admitted
         self.state.records_out += len(outputs) - dead
         self.state.dead_lettered += dead
-        producer.begin_transaction()
-        for out in outputs:
-            clients.send(producer, out.topic, out.value, out.key, out.headers, delivered)
-        clients.send(producer, REPLAYS_TOPIC, self.state.encode(), self.state.run_id.encode(), None, delivered)
-        producer.send_offsets_to_transaction(
-            [TopicPartition(self.plan.topic, p, offset) for p, offset in next_offsets.items()],
-            consumer.consumer_group_metadata(), 30,
-        )
-        producer.flush(60)
-        if failures:
-            producer.abort_transaction(30)
-            raise ReplayFailed(f"replay {self.state.run_id}: the broker refused a record: {failures[0]}")
-        producer.commit_transaction(60)
+        records = [Outgoing(out.topic, out.value, out.key, out.headers) for out in outputs]
+        failure = commit_batch(producer, consumer, [*records, self._state_record()], batch)
+        if failure is not None:
+            raise ReplayFailed(f"replay {self.state.run_id}: the broker refused a record: {failure.error}")
 
-    def _finish(self, producer: Producer) -> None:
+    def _state_record(self) -> Outgoing:
+        return Outgoing(REPLAYS_TOPIC, self.state.encode(), self.state.run_id.encode())
+
+    def _finish(self, producer: Producer, consumer: Consumer) -> None:
         self.state.status = "done"
-        producer.begin_transaction()
-        clients.send(producer, REPLAYS_TOPIC, self.state.encode(), self.state.run_id.encode(), None,
-                     lambda failure, _message: None)
-        producer.commit_transaction(60)
+        failure = commit_batch(producer, consumer, [self._state_record()], [])
+        if failure is not None:
+            raise ReplayFailed(f"replay {self.state.run_id}: the broker refused its state: {failure.error}")
 
     async def run(self, stop: threading.Event, progress: Progress | None = None) -> ReplayState:
         """Replay until the plan's ends (or `stop`); returns the run's state with its counts."""
@@ -209,7 +193,7 @@ class ReplayRun:
                 if progress is not None:
                     progress(self.state)
             if not stop.is_set():
-                await loop.run_in_executor(None, self._finish, producer)
+                await loop.run_in_executor(None, self._finish, producer, consumer)
         finally:
             consumer.close()
             producer.flush(10)
