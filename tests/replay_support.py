@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +69,14 @@ def group_offsets(bootstrap: str, group: str, topic: str, partitions: int) -> di
         consumer.close()
 
 
+def end_offsets(bootstrap: str, topic: str, partitions: int) -> list[int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"ends-{uuid.uuid4().hex}"})
+    try:
+        return [consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)]
+    finally:
+        consumer.close()
+
+
 def contacts_pipeline(tmp_path: Path, kafka: KafkaService, registry: RegistryService, records: int,
                       batch: int = 100, refused: frozenset[int] = frozenset()) -> tuple[str, Path, str]:
     """A raw topic of `records` contacts (those in `refused` fail the pipeline's hook step), a pipeline file over it
@@ -84,8 +94,11 @@ def contacts_pipeline(tmp_path: Path, kafka: KafkaService, registry: RegistrySer
     return raw, pipeline, settings_file(tmp_path, kafka, registry)
 
 
-def run_live(pipeline: Path, config: str, enriched: str, bootstrap: str, expected: int, log: Path) -> None:
-    """The live pipeline (direct runtime) until its enriched topic holds `expected` records, then SIGTERM."""
+@contextmanager
+def live_pipeline(pipeline: Path, config: str, enriched: str, bootstrap: str, expected: int,
+                  log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """The live pipeline (direct runtime), yielded once its enriched topic holds `expected` records and still
+    running; SIGTERM afterwards (it must exit 0)."""
     with log.open("ab") as output:
         worker = subprocess.Popen([HEADWATER, "run", str(pipeline), "--config", config, "--runtime", "direct",
                                    "--status-port", "0"], stdout=output, stderr=subprocess.STDOUT,
@@ -95,9 +108,17 @@ def run_live(pipeline: Path, config: str, enriched: str, bootstrap: str, expecte
         while len(committed_records(bootstrap, enriched)) < expected:
             assert worker.poll() is None, log.read_text()[-2000:]
             assert time.monotonic() < deadline, "the live pipeline did not catch up"
+        yield worker
+        assert worker.poll() is None, log.read_text()[-2000:]
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(60) == 0, log.read_text()[-2000:]
     finally:
         if worker.poll() is None:
             worker.kill()
             worker.wait(10)
+
+
+def run_live(pipeline: Path, config: str, enriched: str, bootstrap: str, expected: int, log: Path) -> None:
+    """The live pipeline until its enriched topic holds `expected` records, then stopped."""
+    with live_pipeline(pipeline, config, enriched, bootstrap, expected, log):
+        pass

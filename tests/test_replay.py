@@ -18,9 +18,18 @@ import yaml
 
 from headwater import envelope
 from tests.cli import headwater as run_cli
+from tests.connect_support import wait_for
 from tests.fixtures.kafka import KafkaService
 from tests.fixtures.registry import RegistryService
-from tests.replay_support import HEADWATER, REPO, committed_records, contacts_pipeline, group_offsets, run_live
+from tests.replay_support import (
+    HEADWATER,
+    REPO,
+    committed_records,
+    contacts_pipeline,
+    end_offsets,
+    group_offsets,
+    live_pipeline,
+)
 
 
 def test_replay_range_to_a_side_topic_once_then_diff_and_promote(
@@ -29,21 +38,26 @@ def test_replay_range_to_a_side_topic_once_then_diff_and_promote(
     raw, pipeline, config = contacts_pipeline(tmp_path, kafka, registry, 400)
     domain, entity = raw.split(".")[:2]
     enriched = f"{domain}.{entity}.enriched"
-    run_live(pipeline, config, enriched, kafka.bootstrap, 400, tmp_path / "live.log")
     live_group = yaml.safe_load(pipeline.read_text())["consumer_group"]
-    live_offsets = group_offsets(kafka.bootstrap, live_group, raw, 2)
     run_id = f"t{uuid.uuid4().hex[:8]}"
     side = f"{domain}.{entity}.backfill.{run_id}"
+    with live_pipeline(pipeline, config, enriched, kafka.bootstrap, 400, tmp_path / "live.log"):
+        wait_for(lambda: group_offsets(kafka.bootstrap, live_group, raw, 2) == {
+            p: end for p, end in enumerate(end_offsets(kafka.bootstrap, raw, 2))
+        }, 60, "the live pipeline to commit every input")
+        live_offsets = group_offsets(kafka.bootstrap, live_group, raw, 2)
 
-    dry = run_cli("replay", str(pipeline), "--offsets", "0:10-60,1:0-50", "--run-id", run_id, "--dry-run",
-                  "--config", config)
-    assert dry.returncode == 0, dry.stderr
-    assert "100 records; estimated" in dry.stdout and "estimated AI cost $0.0000" in dry.stdout
-    assert committed_records(kafka.bootstrap, side) == []
+        dry = run_cli("replay", str(pipeline), "--offsets", "0:10-60,1:0-50", "--run-id", run_id, "--dry-run",
+                      "--config", config)
+        assert dry.returncode == 0, dry.stderr
+        assert "100 records; estimated" in dry.stdout and "estimated AI cost $0.0000" in dry.stdout
+        assert committed_records(kafka.bootstrap, side) == []
 
-    replayed = run_cli("replay", str(pipeline), "--offsets", "0:10-60,1:0-50", "--run-id", run_id, "--config", config)
-    assert replayed.returncode == 0, replayed.stderr
-    assert "in 100, out 100, dead-lettered 0" in replayed.stdout
+        replayed = run_cli("replay", str(pipeline), "--offsets", "0:10-60,1:0-50", "--run-id", run_id,
+                           "--config", config)
+        assert replayed.returncode == 0, replayed.stderr
+        assert "in 100, out 100, dead-lettered 0" in replayed.stdout
+        assert group_offsets(kafka.bootstrap, live_group, raw, 2) == live_offsets, "the replay moved the live group"
     records = committed_records(kafka.bootstrap, side)
     sources = Counter(record["headers"][envelope.SOURCE] for record in records)
     expected = {f"{raw}/0/{o}" for o in range(10, 60)} | {f"{raw}/1/{o}" for o in range(50)}
