@@ -33,6 +33,8 @@ bench: setup
 	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/connectors.py
 	$(BIN)/python bench/memory.py
+	$(BIN)/python bench/produce.py
+	$(BIN)/python bench/replay.py
 
 clean:
 	rm -rf $(VENV) .cache .headwater .pytest_cache .mypy_cache .ruff_cache

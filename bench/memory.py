@@ -13,37 +13,27 @@ Without --bootstrap-servers it starts an embedded broker and a registry in a tem
 from __future__ import annotations
 
 import argparse
-import random
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 from confluent_kafka import TopicPartition
+from services import cluster, produce_contacts
 
 from headwater.kafka import clients
 from headwater.kafka.cluster import ensure_topics, wait_for_broker
-from headwater.ports import free_port
-from headwater.settings import HeadwaterSettings, load_settings
-from schemas import catalog
-from schemas.client import registry_client
-from schemas.registry.process import RegistryProcess
-from schemas.serde import AvroSerializer
-from streams.broker import EmbeddedBroker
-from streams.sample import contact
+from headwater.settings import HeadwaterSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 2
 TARGET = 1.10
-DISTINCT = 2000
 MARK_TIMEOUT_S = 1800.0
 
 
@@ -51,45 +41,6 @@ MARK_TIMEOUT_S = 1800.0
 class Marks:
     first: int
     final: int
-
-
-@contextmanager
-def cluster(args: argparse.Namespace, tmp: Path) -> Iterator[HeadwaterSettings]:
-    """The cluster given on the command line, or an embedded broker and registry stopped on the way out."""
-    if args.bootstrap_servers:
-        yield load_settings(kafka={"bootstrap.servers": args.bootstrap_servers}, registry={"url": args.registry_url})
-        return
-    broker = EmbeddedBroker(tmp / "broker", port=free_port(), heap="1g")
-    registry: RegistryProcess | None = None
-    try:
-        status = broker.start()
-        assert status.bootstrap is not None
-        registry = RegistryProcess(status.bootstrap, tmp / "registry.log").start()
-        yield load_settings(kafka={"bootstrap.servers": status.bootstrap}, registry={"url": registry.url})
-    finally:
-        if registry is not None:
-            registry.terminate()
-        broker.stop()
-
-
-def produce_contacts(settings: HeadwaterSettings, topic: str, count: int) -> None:
-    """`count` contacts with distinct keys, cycling over 2,000 distinct messy records (encoding is not measured)."""
-    rng = random.Random(6)
-    client = registry_client(settings.registry)
-    serializer = AvroSerializer(client, f"{topic}-value", catalog.load_schema("crm/contact"))
-    now_ms = int(time.time() * 1000)
-    encoded = [serializer.encode(contact(rng, index, now_ms)) for index in range(DISTINCT)]
-    producer = clients.producer(settings.kafka, **{"linger.ms": 20, "queue.buffering.max.messages": 1_000_000})
-    for index in range(count):
-        while True:
-            try:
-                producer.produce(topic, encoded[index % DISTINCT], f"C{index:08d}".encode())
-                break
-            except BufferError:
-                producer.poll(0.05)
-    remaining = producer.flush(120)
-    if remaining:
-        raise RuntimeError(f"{remaining} input records were not acknowledged")
 
 
 def pipeline_file(tmp: Path, topic: str) -> tuple[Path, str]:
@@ -181,7 +132,7 @@ def main() -> None:
     marks = Marks(2_000, 10_000) if args.smoke else Marks(100_000, 1_000_000)
     with tempfile.TemporaryDirectory(prefix="hw-bench-memory-") as directory:
         tmp = Path(directory)
-        with cluster(args, tmp) as settings:
+        with cluster(args.bootstrap_servers, args.registry_url, tmp) as settings:
             ratio = measure(settings, tmp, marks, args.runtime)
     verdict = "met" if ratio <= TARGET else "MISSED"
     print(f"RSS ratio {marks.final:,} / {marks.first:,} records: {ratio:.3f} (target <= {TARGET:.2f} {verdict})")

@@ -7,7 +7,7 @@ Starts its own broker and registry, writes a JSON Lines file of small records (5
   (b) baseline: the same file's lines produced as raw bytes by a confluent-kafka producer in this process.
 Target: (a) >= 50,000 rows/s.
 
-    .venv/bin/python bench/produce.py [--rows 300000] [--smoke]
+    .venv/bin/python bench/produce.py [--rows 300000] [--smoke] [--bootstrap-servers B --registry-url R]
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
+
+from services import cluster
 
 from headwater.kafka import clients
 from headwater.kafka.config import KafkaSettings
-from headwater.ports import free_port
-from schemas.registry.process import RegistryProcess
-from streams.broker import EmbeddedBroker
 
 SCHEMA = {
     "type": "record", "name": "BenchPing", "namespace": "io.headwater.bench",
@@ -49,9 +49,8 @@ def write_rows(path: Path, rows: int) -> None:
             out.write("\n")
 
 
-def raw_rate(bootstrap: str, topic: str, path: Path) -> float:
-    producer = clients.producer(KafkaSettings.model_validate({"bootstrap.servers": bootstrap}),
-                                **{"linger.ms": 20})
+def raw_rate(kafka: KafkaSettings, topic: str, path: Path) -> float:
+    producer = clients.producer(kafka, **{"linger.ms": 20})
     lines = path.read_bytes().splitlines()
     began = time.perf_counter()
     for line in lines:
@@ -91,25 +90,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=300_000)
     parser.add_argument("--smoke", action="store_true", help="a few thousand rows: checks the benchmark runs")
+    parser.add_argument("--bootstrap-servers", help="an existing broker (with --registry-url)")
+    parser.add_argument("--registry-url")
     args = parser.parse_args()
     rows = 3_000 if args.smoke else args.rows
+    run = uuid.uuid4().hex[:8]
 
     with tempfile.TemporaryDirectory(prefix="hw-bench-produce-") as folder:
         root = Path(folder)
-        broker = EmbeddedBroker(root / "kafka", port=free_port())
-        status = broker.start()
-        assert status.bootstrap is not None
-        registry = RegistryProcess(status.bootstrap, root / "registry.log", free_port(), "--topic", "_schemas")
-        try:
-            registry.start()
+        with cluster(args.bootstrap_servers, args.registry_url, root) as settings:
             data, schema = root / "pings.jsonl", root / "ping.avsc"
             write_rows(data, rows)
             schema.write_text(json.dumps(SCHEMA), encoding="utf-8")
-            baseline = raw_rate(status.bootstrap, "bench.pings.raw-bytes", data)
-            rate, wall = headwater_rate(status.bootstrap, registry.url, "bench.pings.raw", data, schema)
-        finally:
-            registry.terminate()
-            broker.stop()
+            baseline = raw_rate(settings.kafka, f"bench.pings{run}.bytes", data)
+            rate, wall = headwater_rate(settings.kafka.bootstrap_servers, settings.registry.url,
+                                        f"bench.pings{run}.raw", data, schema)
 
     load = os.getloadavg()[0]
     print(f"produce from a file: {rows:,} rows of ~{data_size(rows)} B JSON, {os.cpu_count()} cores, load {load:.2f}")
