@@ -23,7 +23,7 @@ lint: setup
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 # Each benchmark starts its own broker (and registry, PostgreSQL) and prints figures with ratios to a baseline
 # measured in the same run. bench/pipeline.py builds bench/.venv-quix for the Quix Streams comparison.

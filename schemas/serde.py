@@ -205,6 +205,10 @@ class AvroSerializer:
             return field, f"{first.datum!r} is not of type {expected}"
         except ValueError as strict:
             return None, str(strict)
+        try:  # valid field by field, so the writer's own check (extra or missing fields) has the reason
+            schemaless_writer(io.BytesIO(), self._parsed, record, strict_allow_default=True)
+        except Exception as exc:  # fastavro signals a mismatch with TypeError/ValueError/KeyError/...
+            return None, str(exc)
         return None, "the record does not encode with this schema"
 
     def _encode_into(self, buffer: io.BytesIO, record: Mapping[str, Any]) -> bytes:
