@@ -96,13 +96,13 @@ def test_replay_range_to_a_side_topic_once_then_diff_and_promote(
 def test_replay_killed_mid_run_resumes_with_no_gap_and_no_duplicate(
     tmp_path: Path, kafka: KafkaService, registry: RegistryService
 ) -> None:
-    raw, pipeline, config = contacts_pipeline(tmp_path, kafka, registry, 3000, batch=25)
+    raw, pipeline, config = contacts_pipeline(tmp_path, kafka, registry, 12000, batch=25)
     domain, entity = raw.split(".")[:2]
     run_id = f"k{uuid.uuid4().hex[:8]}"
     side = f"{domain}.{entity}.backfill.{run_id}"
     log = tmp_path / "replay.log"
     with log.open("ab") as output:
-        replay = subprocess.Popen([HEADWATER, "replay", str(pipeline), "--offsets", "0:0-1500,1:0-1500",
+        replay = subprocess.Popen([HEADWATER, "replay", str(pipeline), "--offsets", "0:0-6000,1:0-6000",
                                    "--run-id", run_id, "--config", config],
                                   stdout=output, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(REPO)})
     try:
@@ -117,14 +117,14 @@ def test_replay_killed_mid_run_resumes_with_no_gap_and_no_duplicate(
             replay.kill()
             replay.wait(10)
     partial = len(committed_records(kafka.bootstrap, side))
-    assert partial < 3000, "the replay finished before it could be killed"
+    assert partial < 12000, "the replay finished before it could be killed"
 
     resumed = run_cli("replay", "--resume", run_id, "--config", config, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "continuing replay" in resumed.stderr
-    assert "in 3,000" in resumed.stdout
+    assert "in 12,000" in resumed.stdout
     sources = Counter(record["headers"][envelope.SOURCE] for record in committed_records(kafka.bootstrap, side))
-    assert set(sources) == {f"{raw}/{p}/{o}" for p in (0, 1) for o in range(1500)}
+    assert set(sources) == {f"{raw}/{p}/{o}" for p in (0, 1) for o in range(6000)}
     assert set(sources.values()) == {1}
 
 

@@ -21,7 +21,7 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartit
 
 from headwater.envelope import HeaderList
 from headwater.kafka import clients, cluster
-from headwater.kafka.transactions import Outgoing, commit_batch
+from headwater.kafka.transactions import Outgoing, Transaction, commit_batch
 from headwater.settings import HeadwaterSettings
 from streams.replay.plan import ReplayPlan
 from streams.replay.state import REPLAYS_TOPIC, ReplayState
@@ -34,6 +34,7 @@ from streams.runtime.records import InMessage, OutMessage
 log = logging.getLogger(__name__)
 REPLAY_RUN = "hw-replay-run"
 REPLAY_OF = "hw-replay-of"
+TRANSACTION_SECONDS = 2.0
 Progress = Callable[[ReplayState], None]
 
 
@@ -144,13 +145,21 @@ class ReplayRun:
             admitted.append(record)
         return admitted
 
-    def _commit(self, producer: Producer, consumer: Consumer, batch: list[Message], admitted: int,
-                outputs: list[OutMessage], dead: int) -> None:
+    def _send(self, transaction: Transaction, batch: list[Message], admitted: int, outputs: list[OutMessage],
+              dead: int) -> None:
+        """The batch's records and the run's new state into the open transaction, committed once it is
+        `TRANSACTION_SECONDS` old: fewer, larger transactions, and the broker acknowledges one batch while the next
+        one runs through the stages."""
         self.state.records_in += admitted
         self.state.records_out += len(outputs) - dead
         self.state.dead_lettered += dead
         records = [Outgoing(out.topic, out.value, out.key, out.headers) for out in outputs]
-        failure = commit_batch(producer, consumer, [*records, self._state_record()], batch)
+        transaction.send([*records, self._state_record()], batch)
+        if transaction.age >= TRANSACTION_SECONDS:
+            self._commit(transaction)
+
+    def _commit(self, transaction: Transaction) -> None:
+        failure = transaction.commit()
         if failure is not None:
             raise ReplayFailed(f"replay {self.state.run_id}: the broker refused a record: {failure.error}")
 
@@ -180,6 +189,7 @@ class ReplayRun:
             await loop.run_in_executor(None, producer.init_transactions, 60)
             positions = await loop.run_in_executor(None, self._positions, consumer)
             batches_in = self._batches(consumer, positions, stop)
+            transaction = Transaction(producer, consumer)
             while True:
                 batch = await loop.run_in_executor(None, next, batches_in, None)
                 if batch is None:
@@ -188,10 +198,11 @@ class ReplayRun:
                 result = await engine.process(admitted) if admitted else BatchResult([], [])
                 outputs = [self._retarget(message) for message in result.messages]
                 await loop.run_in_executor(
-                    None, self._commit, producer, consumer, batch, len(admitted), outputs, len(result.dead_letters)
+                    None, self._send, transaction, batch, len(admitted), outputs, len(result.dead_letters)
                 )
                 if progress is not None:
                     progress(self.state)
+            await loop.run_in_executor(None, self._commit, transaction)
             if not stop.is_set():
                 await loop.run_in_executor(None, self._finish, producer, consumer)
         finally:
