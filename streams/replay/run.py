@@ -2,9 +2,10 @@
 
 Exactly once per run: the micro-batches go out in Kafka transactions (one about every `TRANSACTION_SECONDS`) under
 `transactional.id` `headwater-replay-<run>`, each holding its batches' outputs and dead letters, the run's state
-record and the input offsets (committed to the group `headwater-replay-<run>` through the transaction). A run killed mid-way aborts (or never commits) its open
-transaction; `--resume` starts from the group's committed offsets, so the target topic ends with each record once,
-and running a finished run id again writes nothing. The live pipeline's group is never touched.
+record and the input offsets (committed to the group `headwater-replay-<run>` through the transaction). A run killed
+mid-way aborts (or never commits) its open transaction; `--resume` starts from the group's committed offsets, so the
+target topic ends with each record once, and running a finished run id again writes nothing. The live pipeline's
+group is never touched.
 """
 
 from __future__ import annotations
