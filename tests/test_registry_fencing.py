@@ -12,6 +12,7 @@ import http.client
 import json
 import os
 import signal
+import subprocess
 import threading
 import uuid
 from collections import defaultdict
@@ -252,7 +253,11 @@ def test_registrations_in_flight_against_both_survive_the_primary_stopping(
             wait_for(lambda: len(told_ids(registrars)) >= 30, timeout=60, what="registrations before the handover")
             assert primary.process is not None
             primary.process.send_signal(stop_signal)
-            assert primary.process.wait(30) == (0 if stop_signal == signal.SIGTERM else -signal.SIGKILL)
+            try:
+                exit_code = primary.process.wait(30)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"the primary did not stop within 30 s; its log ends:\n{primary.logs()[-3000:]}")
+            assert exit_code == (0 if stop_signal == signal.SIGTERM else -signal.SIGKILL)
             wait_for(lambda: is_primary(survivor), timeout=HANDOVER_SECONDS, what="the survivor to take over")
             handed_over = len(by_survivor.answered())
             wait_for(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +28,9 @@ from schemas.registry.store import SchemaLog, TopicLayoutError
 log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 64 * 1024 * 1024
+# Requests still running at SIGTERM get this long to finish; the rest are cancelled and their clients retry (a write
+# cut short leaves an open transaction, which the next primary's take-over aborts).
+DRAIN_SECONDS = 5.0
 
 
 def build_app(config: RegistryServerConfig, registry: Registry) -> web.Application:
@@ -66,7 +70,7 @@ async def serve(config: RegistryServerConfig, stop: asyncio.Event) -> None:
     )
     registry = Registry(service, election)
     app = build_app(config, registry)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=DRAIN_SECONDS)
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, config.port).start()
@@ -107,12 +111,19 @@ async def serve(config: RegistryServerConfig, stop: asyncio.Event) -> None:
         connecting.cancel()
         stopping.cancel()
         await asyncio.gather(connecting, stopping, return_exceptions=True)
-        await runner.cleanup()
-        await election.stop()
-        await service.close()
-        await store.stop()
-        await registry.session.close()
-        log.info("event=registry_stopped")
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
+            ("http", runner.cleanup),
+            ("election", election.stop),
+            ("service", service.close),
+            ("store", store.stop),
+            ("session", registry.session.close),
+        ]
+        took = []
+        for name, step in steps:
+            started = time.monotonic()
+            await step()
+            took.append(f"{name}_s={time.monotonic() - started:.2f}")
+        log.info("event=registry_stopped %s", " ".join(took))
 
 
 def run(config: RegistryServerConfig) -> None:
