@@ -11,6 +11,7 @@ from pydantic import Field
 
 from streams.enrich import register
 from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderConfig, ProviderUnavailable
+from streams.enrich.pricing import PriceList
 
 
 def explode_on_marker(record: dict[str, Any]) -> dict[str, Any]:
@@ -33,13 +34,22 @@ class FlakyProvider(Provider):
     def model(self) -> str:
         return "flaky-1"
 
+    def input_fields(self) -> list[str]:
+        return [self.config.text_field]
+
+    def output_fields(self) -> list[str]:
+        return ["summary"]
+
+    def price_list(self) -> PriceList:
+        return PriceList({"calls": 0.001})
+
     async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
         texts = [record.get(self.config.text_field) for record in batch]
         if "RAISE" in texts:
             raise ConnectionError("upstream said 500")
         if "SLOW" in texts:
             await asyncio.sleep(30)
-        return [Enriched({"summary": f"len={len(text or '')}"}, cost_usd=0.001) for text in texts]
+        return [Enriched({"summary": f"len={len(text or '')}"}, {"calls": 1}) for text in texts]
 
 
 register(FlakyProvider.name, FlakyConfig, FlakyProvider)
@@ -60,6 +70,12 @@ class SwitchableProvider(Provider):
     @property
     def model(self) -> str:
         return "switchable-1"
+
+    def input_fields(self) -> list[str]:
+        return ["notes"]
+
+    def output_fields(self) -> list[str]:
+        return ["summary"]
 
     async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
         if self.config.down_while is not None and await asyncio.to_thread(Path(self.config.down_while).exists):

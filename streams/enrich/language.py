@@ -54,6 +54,12 @@ class LanguageProvider(Provider):
             found.append(str(code) if confidence >= self.config.min_confidence else None)
         return found
 
+    def input_fields(self) -> list[str]:
+        return [self.config.text_field]
+
+    def output_fields(self) -> list[str]:
+        return [self.config.output_field]
+
     async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
         path = fields.split(self.config.text_field)
         codes = await run_cpu_bound(self._identify, [fields.get(record, path) for record in batch])

@@ -41,6 +41,12 @@ class SentimentProvider(Provider):
             for text in texts
         ]
 
+    def input_fields(self) -> list[str]:
+        return [self.config.text_field]
+
+    def output_fields(self) -> list[str]:
+        return [self.config.output_field]
+
     async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
         path = fields.split(self.config.text_field)
         scores = await run_cpu_bound(self._score, [fields.get(record, path) for record in batch])

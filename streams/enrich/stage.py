@@ -95,9 +95,10 @@ class EnrichStage:
                 for index, outcome in zip(chunk, outcomes, strict=True):
                     if isinstance(outcome, Enriched):
                         records[index].update(outcome.fields)
-                        if outcome.cost_usd:
-                            costs[index][provider.name] = outcome.cost_usd
-                            self.cost_usd[provider.name] += outcome.cost_usd
+                        cost = provider.price_list().overridden(provider.config.prices).cost(outcome.billed)
+                        if cost:
+                            costs[index][provider.name] = cost
+                            self.cost_usd[provider.name] += cost
                     else:
                         failures[index] = outcome
         return failures, [self._header(cost) for cost in costs]
