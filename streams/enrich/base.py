@@ -133,6 +133,11 @@ class Provider(ABC):
     def output_fields(self) -> list[str]:
         """Fields the provider writes; each must be in the pipeline's output schema."""
 
+    def batch_limit(self) -> int:
+        """Records per call: `batch_size` capped at the service's limit (override when the limit depends on the
+        options, e.g. an operation that takes one document per call)."""
+        return min(self.config.batch_size, self.max_batch)
+
     def price_list(self) -> PriceList:
         """What this provider's model costs per billed unit (the public list prices, with the date they were read)."""
         return FREE
