@@ -1,0 +1,1 @@
+"""Local fakes of third-party AI services, speaking their documented wire formats."""
