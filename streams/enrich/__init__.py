@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.enrich import language, sentiment
+from streams.enrich import language, openai_chat, sentiment
 from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider, ProviderConfig, ProviderUnavailable
 from streams.enrich.provider_index import build, config_model, register
 from streams.enrich.stage import EnrichStage
@@ -18,6 +18,7 @@ __all__ = [
     "build",
     "config_model",
     "language",
+    "openai_chat",
     "register",
     "sentiment",
 ]
