@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.enrich import language, openai_chat, sentiment
+from streams.enrich import anthropic_messages, language, openai_chat, openai_embeddings, sentiment
 from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider, ProviderConfig, ProviderUnavailable
 from streams.enrich.provider_index import build, config_model, register
 from streams.enrich.stage import EnrichStage
@@ -15,10 +15,12 @@ __all__ = [
     "Provider",
     "ProviderConfig",
     "ProviderUnavailable",
+    "anthropic_messages",
     "build",
     "config_model",
     "language",
     "openai_chat",
+    "openai_embeddings",
     "register",
     "sentiment",
 ]

@@ -18,6 +18,7 @@ from pydantic import Field
 
 from streams.enrich import openai_connection, provider_index
 from streams.enrich.base import EnrichFailure, EnrichOutcome, Provider
+from streams.enrich.model_prices import list_price, token_prices
 from streams.enrich.openai_connection import OpenAIConnection
 from streams.enrich.pricing import PriceList
 from streams.enrich.prompting import ChatPromptConfig, Reply, StructuredPrompt
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 PRICES_READ_ON = "2026-12-01"
 PRICES_SOURCE = "https://openai.com/api/pricing/"
-USD_PER_MILLION_TOKENS: dict[str, tuple[float, float]] = {
+USD_PER_MILLION_TOKENS: dict[str, tuple[float, ...]] = {
     # model (and its dated snapshots): (input, output) USD per million tokens, standard tier
     "gpt-4o-mini": (0.15, 0.60),
     "gpt-4o": (2.50, 10.00),
@@ -39,12 +40,6 @@ USD_PER_MILLION_TOKENS: dict[str, tuple[float, float]] = {
     "o4-mini": (1.10, 4.40),
 }
 CONTENT_FILTER_CODES = frozenset({"content_filter", "content_policy_violation"})
-
-
-def list_price(model: str, table: Mapping[str, tuple[float, ...]]) -> tuple[float, ...] | None:
-    """The list price of a model or of its dated snapshot (`gpt-4o-mini-2024-07-18`): the longest known prefix."""
-    known = [name for name in table if model == name or model.startswith(name + "-")]
-    return table[max(known, key=len)] if known else None
 
 
 class OpenAIChatConfig(ChatPromptConfig, OpenAIConnection):
@@ -156,12 +151,7 @@ class OpenAIChatProvider(Provider):
         return self.prompt.batch_limit()
 
     def price_list(self) -> PriceList:
-        price = list_price(self.config.model, USD_PER_MILLION_TOKENS)
-        if price is None:
-            return PriceList(read_on=PRICES_READ_ON, source=f"{PRICES_SOURCE} (model {self.config.model} not listed)")
-        return PriceList(
-            {"input_tokens": price[0] / 1e6, "output_tokens": price[1] / 1e6}, PRICES_READ_ON, PRICES_SOURCE
-        )
+        return token_prices(self.config.model, USD_PER_MILLION_TOKENS, PRICES_READ_ON, PRICES_SOURCE)
 
     async def start(self) -> None:
         self._api = openai_connection.client(self.name, self.config)
