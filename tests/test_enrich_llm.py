@@ -31,6 +31,7 @@ from streams.enrich.base import (
     TransientError,
 )
 from streams.enrich.prompting import template_fields
+from streams.runtime.config import load_pipeline
 from tests.fakes import anthropic_messages as claude
 from tests.fakes import openai_compatible as oai
 
@@ -579,3 +580,21 @@ async def test_standalone_fake_answers_logs_requests_and_injects_faults(fake_ope
     assert isinstance(embedded, Enriched) and embedded.fields["embedding"] == oai.vector("hello")
     await provider.close()
     await embedder.close()
+
+
+# --- shipped examples ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "key"), [("enrich-openai.yaml", "OPENAI_API_KEY"), ("enrich-anthropic.yaml", "ANTHROPIC_API_KEY")]
+)
+def test_examples_load_and_their_fields_exist_in_the_schemas(name: str, key: str) -> None:
+    path = ROOT / "examples" / name
+    assert key in path.read_text() and "base_url" in path.read_text()
+    config = load_pipeline(path)
+    output = {field["name"] for field in config.load_schema(config.output.schema_)["fields"]}
+    raw = {field["name"] for field in config.load_schema("crm/contact")["fields"]}
+    for step in config.enrich:
+        provider = build(step.provider, step.options)
+        assert set(provider.output_fields()) <= output
+        assert {path.split(".")[0] for path in provider.input_fields()} <= raw
