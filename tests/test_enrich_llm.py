@@ -198,6 +198,27 @@ async def test_openai_sdk_timeout_is_transient(openai_server: HTTPServer, stalle
     await provider.close()
 
 
+async def test_openai_correction_gets_only_what_is_left_of_the_deadline(
+    openai_server: HTTPServer, stalled: threading.Event
+) -> None:
+    def slow_invalid(request: Request) -> Response:
+        stalled.wait(timeout=1.2)  # a slow first answer: the model's latency, not synchronisation
+        return Response(json.dumps(completion("not json")), content_type="application/json")
+
+    def hanging(request: Request) -> Response:
+        stalled.wait(timeout=10)
+        return Response(json.dumps(completion({"intent": "question", "urgency": 1})), content_type="application/json")
+
+    openai_server.expect_oneshot_request(CHAT).respond_with_handler(slow_invalid)
+    openai_server.expect_oneshot_request(CHAT).respond_with_handler(hanging)
+    provider = await started("openai", openai_options(openai_server, timeout_seconds=2.0))
+    began = time.monotonic()
+    with pytest.raises(TransientError, match="APITimeoutError"):
+        await provider.enrich([{"notes": "hi"}])
+    assert time.monotonic() - began < 2.7, "the correction must not get a whole timeout of its own"
+    await provider.close()
+
+
 async def test_openai_invalid_answer_is_corrected_once_quoting_the_error(openai_server: HTTPServer) -> None:
     invalid = json.dumps({"intent": "angry", "urgency": 2})
     openai_server.expect_oneshot_request(CHAT).respond_with_json(completion(invalid, prompt_tokens=40))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -64,6 +65,12 @@ class AnthropicChat:
     def __init__(self, provider: AnthropicProvider) -> None:
         self._provider = provider
         self._config = provider.config
+        self._deadline = time.monotonic() + provider.config.timeout_seconds
+
+    def _time_left(self) -> float:
+        """The SDK's timeout for the next request: what is left of the call's deadline, so a correction does not
+        outlive the stage's timeout and a slow answer is the SDK's timeout (transient), not a cancelled call."""
+        return max(0.001, self._deadline - time.monotonic())
 
     async def ask(self, prompt: str, schema: Mapping[str, Any]) -> Reply:
         return await self._send([{"role": "user", "content": prompt}], schema)
@@ -109,6 +116,7 @@ class AnthropicChat:
                     }
                 ],
                 tool_choice={"type": "tool", "name": config.tool_name},
+                timeout=self._time_left(),
                 **extra,
             )
         except anthropic.APIConnectionError as exc:  # APITimeoutError included

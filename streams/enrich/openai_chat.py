@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -56,6 +57,12 @@ class OpenAIChat:
     def __init__(self, provider: OpenAIChatProvider) -> None:
         self._provider = provider
         self._config = provider.config
+        self._deadline = time.monotonic() + provider.config.timeout_seconds
+
+    def _time_left(self) -> float:
+        """The SDK's timeout for the next request: what is left of the call's deadline, so a correction does not
+        outlive the stage's timeout and a slow answer is the SDK's timeout (transient), not a cancelled call."""
+        return max(0.001, self._deadline - time.monotonic())
 
     def _opening(self, prompt: str) -> list[ChatCompletionMessageParam]:
         messages: list[ChatCompletionMessageParam] = []
@@ -89,6 +96,7 @@ class OpenAIChat:
                         "type": "json_schema",
                         "json_schema": {"name": "enrichment", "schema": dict(schema), "strict": True},
                     },
+                    timeout=self._time_left(),
                     **extra,
                 )
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
