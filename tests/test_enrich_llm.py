@@ -30,7 +30,8 @@ from streams.enrich.base import (
     Throttled,
     TransientError,
 )
-from streams.enrich.prompting import template_fields
+from streams.enrich.openai_chat import OpenAIChatConfig
+from streams.enrich.prompting import Reply, StructuredPrompt, template_fields
 from streams.runtime.config import load_pipeline
 from tests.fakes import anthropic_messages as claude
 from tests.fakes import openai_compatible as oai
@@ -363,6 +364,41 @@ def test_prompt_template_fields_are_the_providers_input_fields(httpserver: HTTPS
             build("openai", openai_options(httpserver, prompt=bad))
     with pytest.raises(ValidationError, match="minimum/maximum apply to integer or number"):
         build("openai", openai_options(httpserver, outputs={"x": {"type": "string", "minimum": 1}}))
+
+
+def test_declared_outputs_become_the_json_schema_and_validate_answers() -> None:
+    config = OpenAIChatConfig.model_validate(
+        {
+            "prompt": "{notes}",
+            "outputs": {
+                "tags": {"type": "array", "description": "Topics mentioned."},
+                "score": {"type": "number", "minimum": 0, "maximum": 1},
+                "churn_risk": {"type": "boolean"},
+                "tier": {"type": "integer", "enum": [1, 2, 3]},
+            },
+            "pack": 2,
+        }
+    )
+    prompt = StructuredPrompt(config)
+    assert prompt.item_schema["properties"] == {
+        "tags": {"type": "array", "items": {"type": "string"}, "description": "Topics mentioned."},
+        "score": {"type": "number", "minimum": 0, "maximum": 1},
+        "churn_risk": {"type": "boolean"},
+        "tier": {"type": "integer", "enum": [1, 2, 3]},
+    }
+    packed_item = prompt.packed_schema["properties"]["items"]["items"]
+    assert packed_item["properties"]["index"] == {"type": "integer"} and packed_item["additionalProperties"] is False
+    good = {"tags": ["billing"], "score": 0.5, "churn_risk": False, "tier": 2}
+    answer = {"items": [{"index": 1, **good}, {"index": 0, **good, "tier": 4}, {"index": 1, **good, "score": 7}]}
+    valid, problems = prompt._items(Reply(answer=answer), [0, 1])
+    assert valid == {1: good}, "the first item for an index counts; later duplicates are ignored"
+    assert problems == {0: "item 0: tier: 4 is not one of [1, 2, 3]"}
+    assert prompt._items(Reply(answer={"result": []}), [0, 1])[1] == dict.fromkeys(
+        [0, 1], "'items' is a required property"
+    )
+    for outputs in ({"x": {"type": "boolean", "enum": [True]}}, {"index": {"type": "integer"}}, {}):
+        with pytest.raises(ValidationError):
+            OpenAIChatConfig.model_validate({"prompt": "{notes}", "outputs": outputs})
 
 
 async def test_unknown_model_costs_nothing_and_warns_once_at_start(

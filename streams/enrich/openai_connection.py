@@ -19,6 +19,8 @@ API_KEY_ENV = "OPENAI_API_KEY"
 
 
 class OpenAIConnection(ProviderConfig):
+    """Where and with which key an OpenAI provider calls."""
+
     base_url: str | None = Field(
         None,
         description="An OpenAI-compatible server's API root (vLLM `http://host:8000/v1`, Ollama "
