@@ -576,10 +576,24 @@ async def test_anthropic_pack_of_three_answers_per_item(anthropic_server: HTTPSe
     await provider.close()
 
 
-async def test_anthropic_missing_key_fails_at_start(httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_anthropic_missing_key_unreachable_endpoint_and_refused_key_fail_at_start(
+    httpserver: HTTPServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
     with pytest.raises(ProviderStartError, match="no API key \\(set api_key or ANTHROPIC_API_KEY\\)"):
         await build("anthropic", {**anthropic_options(httpserver), "api_key": None}).start()
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        closed_port = unused.getsockname()[1]
+    with pytest.raises(ProviderStartError, match=f"cannot reach http://127.0.0.1:{closed_port}"):
+        await build(
+            "anthropic", {**anthropic_options(httpserver), "base_url": f"http://127.0.0.1:{closed_port}"}
+        ).start()
+    refused = claude.error("authentication_error", "invalid x-api-key")
+    httpserver.expect_request("/v1/models").respond_with_json(refused, status=401)
+    with pytest.raises(ProviderStartError, match="refused the API key"):
+        await build("anthropic", anthropic_options(httpserver)).start()
+    assert "sk-ant-test" in httpserver.log[-1][0].headers["Authorization"]
 
 
 # --- the standalone OpenAI-compatible server -----------------------------------------------------------------------
