@@ -179,7 +179,11 @@ class AnthropicProvider(Provider):
         if not key:
             raise ProviderStartError(f"{self.name}: no API key (set api_key or {API_KEY_ENV})")
         self._api = anthropic.AsyncAnthropic(
-            api_key=key, base_url=self.config.base_url, max_retries=0, timeout=self.config.timeout_seconds
+            api_key=key,
+            base_url=self.config.base_url,
+            max_retries=0,
+            timeout=self.config.timeout_seconds,
+            http_client=anthropic.DefaultAioHttpClient(),  # cheaper per call than httpx2's pool at high concurrency
         )
         try:
             await self._api.models.list()

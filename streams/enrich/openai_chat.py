@@ -87,17 +87,23 @@ class OpenAIChat:
         if self._config.max_output_tokens is not None:
             extra["max_completion_tokens"] = self._config.max_output_tokens
         name = self._provider.name
+        body = {
+            "model": self._config.model,
+            "messages": messages,
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "enrichment", "schema": dict(schema), "strict": True},
+            },
+            **extra,
+        }
         try:
             async with openai_connection.mapped_errors(name):
-                completion = await self._provider.api.chat.completions.create(
-                    model=self._config.model,
-                    messages=messages,
-                    response_format={
-                        "type": "json_schema",
-                        "json_schema": {"name": "enrichment", "schema": dict(schema), "strict": True},
-                    },
-                    timeout=self._time_left(),
-                    **extra,
+                # The client's own `post` (the SDK's documented way to call any endpoint) rather than
+                # `chat.completions.create`: create() walks its typed parameters on every call (1.4 ms of CPU each,
+                # measured), which caps one worker below the calls a concurrency of 64 allows. The answer is still
+                # parsed into the SDK's `ChatCompletion` and errors are the SDK's.
+                completion = await self._provider.api.post(
+                    "/chat/completions", body=body, cast_to=ChatCompletion, options={"timeout": self._time_left()}
                 )
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
             if exc.code in CONTENT_FILTER_CODES:
