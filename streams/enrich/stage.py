@@ -1,23 +1,39 @@
-"""Runs a pipeline's providers over a micro-batch: chunks, concurrency limit, per-call deadline, per-record errors.
+"""Runs a pipeline's providers over a micro-batch, one provider after another, each over the records still alive:
+inputs shaped (bounded, redacted), chunks of the provider's batch limit called concurrently under its call discipline
+(`calls.py`), outcomes priced and counted, `hw-enrich` written per record.
 
 A call that raises or misses its deadline is retried record by record, so one bad record fails alone and its
-neighbours are enriched. A provider outage is not a record's fault: `ProviderUnavailable` raised by a provider, or
-every record of a step (two or more) failing alone with a timeout or a connection error, raises `ProviderUnavailable`
-out of the stage, so the runtime retries the batch instead of dead-lettering it.
+neighbours are enriched. A provider outage is not a record's fault: `ProviderUnavailable` (raised by a provider, or by
+the call discipline once its retries run out), or every record of a step (two or more) failing alone with a timeout or
+a connection error, raises `ProviderUnavailable` out of the stage, so the runtime retries the batch instead of
+dead-lettering it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from headwater.envelope import enrich_header
-from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider, ProviderUnavailable
+from streams.enrich import metrics
+from streams.enrich.base import (
+    Enriched,
+    EnrichFailure,
+    EnrichOutcome,
+    Provider,
+    ProviderStartError,
+    ProviderUnavailable,
+)
+from streams.enrich.calls import ProviderCalls
+from streams.enrich.inputs import InputShaper, Redacts
+from streams.enrich.pricing import PriceList
 
 log = logging.getLogger(__name__)
 Record = dict[str, Any]
+TOKEN_DIRECTIONS = {"input_tokens": "input", "output_tokens": "output"}
 
 
 def _failure(provider: Provider, exc: BaseException) -> EnrichFailure:
@@ -46,67 +62,145 @@ async def _gathered(calls: Sequence[Awaitable[list[EnrichOutcome]]]) -> list[lis
     return cast(list[list[EnrichOutcome]], results)
 
 
-class EnrichStage:
-    def __init__(self, providers: Sequence[Provider]) -> None:
-        self.providers = list(providers)
-        self._limits = {id(provider): asyncio.Semaphore(provider.config.concurrency) for provider in providers}
-        self.cost_usd: dict[str, float] = {provider.name: 0.0 for provider in providers}
-        self._free_header = enrich_header(
-            {provider.name: {"model": provider.model, "cost_usd": 0.0} for provider in providers}
-        )
+@dataclass(frozen=True)
+class Used:
+    """What one provider did for one record, for `hw-enrich` and the metrics."""
 
-    async def _call(self, provider: Provider, chunk: list[Record]) -> list[EnrichOutcome]:
-        async with self._limits[id(provider)]:
-            outcomes = await asyncio.wait_for(provider.enrich(chunk), provider.config.timeout_seconds)
-        if len(outcomes) != len(chunk):
-            raise ValueError(f"returned {len(outcomes)} outcomes for {len(chunk)} records")
-        return outcomes
+    cost_usd: float = 0.0
+    billed: Mapping[str, float] | None = None
+    cache_hit: bool = False
 
-    async def _run_chunk(self, provider: Provider, chunk: list[Record]) -> list[EnrichOutcome]:
+
+class Step:
+    """One provider of the pipeline with its call discipline, input shaping and prices."""
+
+    def __init__(self, provider: Provider, pipeline: str, redactor: Redacts | None) -> None:
+        self.provider = provider
+        self.pipeline = pipeline
+        self.calls = ProviderCalls(provider, pipeline)
+        self.shaper = InputShaper(provider, redactor)
+        self.prices: PriceList = provider.price_list().overridden(provider.config.prices)
+        model = provider.model
+        self._cost = metrics.COST.labels(pipeline, provider.name, model)
+        self._tokens = {
+            quantity: metrics.TOKENS.labels(pipeline, provider.name, model, direction)
+            for quantity, direction in TOKEN_DIRECTIONS.items()
+        }
+
+    async def _run_chunk(self, chunk: list[Mapping[str, Any]]) -> list[EnrichOutcome]:
         try:
-            return await self._call(provider, chunk)
+            return await self.calls.call(chunk)
         except ProviderUnavailable:
             raise
         except Exception as exc:
             if len(chunk) == 1:
-                return [_failure(provider, exc)]
+                return [_failure(self.provider, exc)]
             log.warning(
-                "event=enrich_call_failed provider=%s records=%d error=%s retry=per_record",
-                provider.name, len(chunk), type(exc).__name__,
+                "event=enrich_call_failed pipeline=%s provider=%s records=%d error=%s retry=per_record",
+                self.pipeline, self.provider.name, len(chunk), type(exc).__name__,
             )
-            singles = await _gathered([self._run_chunk(provider, [record]) for record in chunk])
+            singles = await _gathered([self._run_chunk([record]) for record in chunk])
             return [outcomes[0] for outcomes in singles]
+
+    async def run(self, records: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
+        """One outcome per record; raises `ProviderUnavailable` for an outage."""
+        outcomes: list[EnrichOutcome | None] = [None] * len(records)
+        sent: list[Mapping[str, Any]] = []
+        positions: list[int] = []
+        for index, record in enumerate(records):
+            shaped = self.shaper.shape(record)
+            if isinstance(shaped, EnrichFailure):
+                outcomes[index] = shaped
+            else:
+                sent.append(shaped)
+                positions.append(index)
+        size = self.provider.batch_limit()
+        starts = range(0, len(sent), size)
+        results = await _gathered([self._run_chunk(sent[start : start + size]) for start in starts])
+        called = [outcome for chunk in results for outcome in chunk]
+        _raise_outage(self.provider, called)
+        for index, outcome in zip(positions, called, strict=True):
+            outcomes[index] = outcome
+        return cast(list[EnrichOutcome], outcomes)
+
+    def account(self, outcome: Enriched) -> Used:
+        """Price what the record was billed by and count it."""
+        if not outcome.billed:
+            return Used()
+        cost = self.prices.cost(outcome.billed)
+        if cost:
+            self._cost.inc(cost)
+        for quantity, counter in self._tokens.items():
+            amount = outcome.billed.get(quantity)
+            if amount:
+                counter.inc(amount)
+        return Used(cost, outcome.billed)
+
+
+class EnrichStage:
+    def __init__(self, providers: Sequence[Provider], pipeline: str = "", redactor: Redacts | None = None) -> None:
+        self.providers = list(providers)
+        self.pipeline = pipeline
+        self.steps = [Step(provider, pipeline, redactor) for provider in providers]
+        self.cost_usd: dict[str, float] = {provider.name: 0.0 for provider in providers}
+        self._free_header = self._header({})
+        self._started = False
+
+    async def start(self) -> None:
+        """Start every provider (checks credentials, endpoints, models), once; `ProviderStartError` names the first
+        that cannot, and the ones started are closed."""
+        if self._started:
+            return
+        started: list[Provider] = []
+        try:
+            for provider in self.providers:
+                try:
+                    await provider.start()
+                except ProviderStartError as exc:
+                    raise ProviderStartError(f"pipeline {self.pipeline}: provider {provider.name}: {exc}") from None
+                started.append(provider)
+        except BaseException:
+            for provider in started:
+                await provider.close()
+            raise
+        self._started = True
+
+    async def close(self) -> None:
+        if self._started:
+            self._started = False
+            for provider in self.providers:
+                await provider.close()
 
     async def run(self, records: list[Record]) -> tuple[list[EnrichFailure | None], list[bytes]]:
         """Enrich records in place; per record, the failure (or None) and the `hw-enrich` header value.
 
         Raises `ProviderUnavailable` when a provider is down (see the module's docstring)."""
+        await self.start()
         failures: list[EnrichFailure | None] = [None] * len(records)
-        costs: list[dict[str, float]] = [{} for _ in records]
-        for provider in self.providers:
+        used: list[dict[str, Used]] = [{} for _ in records]
+        for step in self.steps:
             live = [index for index, failure in enumerate(failures) if failure is None]
-            size = provider.config.batch_size
-            chunks = [live[start : start + size] for start in range(0, len(live), size)]
-            results = await _gathered(
-                [self._run_chunk(provider, [records[index] for index in chunk]) for chunk in chunks]
-            )
-            _raise_outage(provider, [outcome for outcomes in results for outcome in outcomes])
-            for chunk, outcomes in zip(chunks, results, strict=True):
-                for index, outcome in zip(chunk, outcomes, strict=True):
-                    if isinstance(outcome, Enriched):
-                        records[index].update(outcome.fields)
-                        cost = provider.price_list().overridden(provider.config.prices).cost(outcome.billed)
-                        if cost:
-                            costs[index][provider.name] = cost
-                            self.cost_usd[provider.name] += cost
-                    else:
-                        failures[index] = outcome
-        return failures, [self._header(cost) for cost in costs]
+            outcomes = await step.run([records[index] for index in live])
+            name = step.provider.name
+            for index, outcome in zip(live, outcomes, strict=True):
+                if isinstance(outcome, EnrichFailure):
+                    failures[index] = outcome
+                    continue
+                records[index].update(outcome.fields)
+                spent = step.account(outcome)
+                if spent.billed:
+                    used[index][name] = spent
+                    self.cost_usd[name] += spent.cost_usd
+        return failures, [self._header(spent) if spent else self._free_header for spent in used]
 
-    def _header(self, cost: dict[str, float]) -> bytes:
-        if not cost:
-            return self._free_header
-        return enrich_header(
-            {provider.name: {"model": provider.model, "cost_usd": cost.get(provider.name, 0.0)}
-             for provider in self.providers}
-        )
+    def _header(self, used: Mapping[str, Used]) -> bytes:
+        entries: dict[str, dict[str, Any]] = {}
+        for provider in self.providers:
+            spent = used.get(provider.name, Used())
+            entry: dict[str, Any] = {"model": provider.model, "cost_usd": round(spent.cost_usd, 8)}
+            for quantity in TOKEN_DIRECTIONS:
+                if spent.billed and quantity in spent.billed:
+                    entry[quantity] = spent.billed[quantity]
+            entry["cache_hit"] = spent.cache_hit
+            entries[provider.name] = entry
+        return enrich_header(entries)

@@ -282,9 +282,6 @@ def account(
         stats.dead_letters[(dead.stage, dead.reason)] += 1
         metrics.RECORDS.labels(name, dead.stage, "dead_letter").inc()
     metrics.BATCH_SECONDS.labels(name).observe(time.monotonic() - started)
-    for provider, cost in engine.enrich.cost_usd.items():
-        metrics.ENRICH_COST.labels(provider).inc(cost)
-        engine.enrich.cost_usd[provider] = 0.0
 
 
 def log_stopped(config: PipelineConfig, stats: WorkerStats) -> None:
