@@ -81,6 +81,7 @@ class Step:
         self.shaper = InputShaper(provider, redactor)
         self.prices: PriceList = provider.price_list().overridden(provider.config.prices)
         model = provider.model
+        self._down = metrics.PROVIDER_DOWN.labels(pipeline, provider.name)
         self._cost = metrics.COST.labels(pipeline, provider.name, model)
         self._tokens = {
             quantity: metrics.TOKENS.labels(pipeline, provider.name, model, direction)
@@ -116,9 +117,14 @@ class Step:
                 positions.append(index)
         size = self.provider.batch_limit()
         starts = range(0, len(sent), size)
-        results = await _gathered([self._run_chunk(sent[start : start + size]) for start in starts])
-        called = [outcome for chunk in results for outcome in chunk]
-        _raise_outage(self.provider, called)
+        try:
+            results = await _gathered([self._run_chunk(sent[start : start + size]) for start in starts])
+            called = [outcome for chunk in results for outcome in chunk]
+            _raise_outage(self.provider, called)
+        except ProviderUnavailable:
+            self._down.set(1)
+            raise
+        self._down.set(0)
         for index, outcome in zip(positions, called, strict=True):
             outcomes[index] = outcome
         return cast(list[EnrichOutcome], outcomes)
