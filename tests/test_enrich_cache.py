@@ -4,8 +4,10 @@ key depends on, corrupt or unusable files, and 10,000 keys per call."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
+import sqlite3
 import sys
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -14,6 +16,7 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
+from pydantic import SecretStr
 
 from streams.enrich.cache import DEFAULT_EXCLUDED_OPTIONS, CachedResult, ResultCache, cache_key, cache_path
 
@@ -88,7 +91,7 @@ async def share(path: str, mine: str, theirs: str, count: str) -> None:
                 }
             )
             await cache.get_many(other)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 30
         while len(found := await cache.get_many(other)) < total:
             assert time.monotonic() < deadline, f"{mine} saw {len(found)} of {total} keys of {theirs}"
             await asyncio.sleep(0.01)
@@ -163,6 +166,11 @@ def test_the_key_changes_with_what_decides_the_answer_and_not_with_call_limits()
     assert cache_key("openai", "gpt-4o-mini", OPTIONS, ["hello", 3], exclude={"temperature"}) == cache_key(
         "openai", "gpt-4o-mini", {**OPTIONS, "temperature": 0.9}, ["hello", 3], exclude={"temperature"}
     )
+    # Secrets in the options (a `SecretStr` API key) enter as their masked text: never the value, and a rotated key
+    # keeps the cache.
+    assert cache_key("openai", "gpt-4o-mini", {"api_key": SecretStr("sk-1")}, ["hello"]) == cache_key(
+        "openai", "gpt-4o-mini", {"api_key": SecretStr("sk-2")}, ["hello"]
+    )
     image = cache_key("aws_rekognition", "detect-labels", {}, [b"\x89PNG..."])
     assert image != cache_key("aws_rekognition", "detect-labels", {}, [b"\x89PNG.."])
     assert image != cache_key("aws_rekognition", "detect-labels", {}, ["\x89PNG..."])
@@ -186,6 +194,19 @@ async def test_a_file_that_is_not_a_database_is_moved_aside_with_one_warning(
     assert moved.read_bytes() == b"this is not an SQLite file" * 100
     [warning] = warnings_of(caplog)
     assert warning.startswith(f"event=enrich_cache_replaced path={path} moved_to={moved} error=file is not a database")
+
+
+async def test_a_database_of_another_layout_is_moved_aside(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "p.sqlite"
+    with contextlib.closing(sqlite3.connect(path)) as other:
+        other.execute("CREATE TABLE results (k TEXT)")
+    async with ResultCache(path) as cache:
+        await cache.put_many({key("a"): result(1)})
+        assert await cache.get_many([key("a")]) == {key("a"): result(1)}
+    [warning] = warnings_of(caplog)
+    assert warning.startswith(f"event=enrich_cache_replaced path={path} moved_to=")
+    assert warning.endswith("error=no such column: key")
+    assert len(corrupt_copies(tmp_path)) == 1
 
 
 async def test_a_database_with_damaged_pages_is_replaced_and_reads_as_misses(

@@ -34,7 +34,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as time_of_day
 from decimal import Decimal
-from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -62,6 +61,12 @@ _TAG = "$hw"
 _TAG_MARK = f'"{_TAG}"'
 _SCHEMA = "CREATE TABLE IF NOT EXISTS results (key BLOB PRIMARY KEY, value BLOB NOT NULL, last_used INTEGER NOT NULL)"
 _REPLACE_CODES = {sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB}
+# Opening also fails on a file we may not read or write, or whose `results` table is not ours (SQLITE_ERROR from the
+# fixed statements of `_connect`); a full disk or an I/O error is no reason to drop the cache.
+_REPLACE_AT_OPEN_CODES = {
+    *_REPLACE_CODES, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_READONLY, sqlite3.SQLITE_PERM, sqlite3.SQLITE_ERROR
+}
+_REOPEN_AFTER_SECONDS = 60.0
 _BUSY_CODES = {sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED}
 
 
@@ -94,42 +99,47 @@ def cache_key(
         "options": {name: value for name, value in options.items() if name not in exclude},
         "inputs": list(inputs),
     }
-    return hashlib.blake2b(_dumps(canonical, _hashed_bytes).encode(), digest_size=32).digest()
+    return hashlib.blake2b(_dumps(canonical, _key_leaf).encode(), digest_size=32).digest()
 
 
-def _hashed_bytes(value: bytes) -> dict[str, str]:
-    return {_TAG: "bytes-blake2b", "v": hashlib.blake2b(value, digest_size=32).hexdigest()}
+Leaf = Callable[[Any], dict[str, str]]
 
 
-def _base64_bytes(value: bytes) -> dict[str, str]:
-    return {_TAG: "bytes", "v": base64.b64encode(value).decode()}
+def _key_leaf(value: Any) -> dict[str, str]:
+    """A value JSON lacks, as it enters a key: bytes by their hash; a type no record holds (a config's `SecretStr`,
+    an enum) by its type and text, which is stable across runs and never a secret's value."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {_TAG: "bytes-blake2b", "v": hashlib.blake2b(value, digest_size=32).hexdigest()}
+    try:
+        return _value_leaf(value)
+    except TypeError:
+        return {_TAG: type(value).__qualname__, "v": str(value)}
 
 
-def _dumps(value: Any, encode_bytes: Callable[[bytes], dict[str, str]]) -> str:
+def _dumps(value: Any, leaf: Leaf) -> str:
     """Canonical JSON (sorted keys) of `value` with the types JSON lacks tagged (see the module's docstring)."""
-    text = json.dumps(
-        value, default=partial(_tagged_leaf, encode_bytes), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-    )
+    text = json.dumps(value, default=leaf, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     if _TAG_MARK in text:  # a tag, or a dict that has the tag's key: walk the value to escape such dicts
-        text = json.dumps(_tagged(value, encode_bytes), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        text = json.dumps(_tagged(value, leaf), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return text
 
 
-def _tagged(value: Any, encode_bytes: Callable[[bytes], dict[str, str]]) -> Any:
+def _tagged(value: Any, leaf: Leaf) -> Any:
     if isinstance(value, dict):
         if _TAG in value:
-            return {_TAG: "dict", "v": [[name, _tagged(item, encode_bytes)] for name, item in value.items()]}
-        return {name: _tagged(item, encode_bytes) for name, item in value.items()}
+            return {_TAG: "dict", "v": [[name, _tagged(item, leaf)] for name, item in value.items()]}
+        return {name: _tagged(item, leaf) for name, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_tagged(item, encode_bytes) for item in value]
+        return [_tagged(item, leaf) for item in value]
     if value is None or isinstance(value, str | int | float):
         return value
-    return _tagged_leaf(encode_bytes, value)
+    return leaf(value)
 
 
-def _tagged_leaf(encode_bytes: Callable[[bytes], dict[str, str]], value: Any) -> dict[str, str]:
+def _value_leaf(value: Any) -> dict[str, str]:
+    """A value JSON lacks, as it is stored (and read back by `_untagged`)."""
     if isinstance(value, bytes | bytearray | memoryview):
-        return encode_bytes(bytes(value))
+        return {_TAG: "bytes", "v": base64.b64encode(value).decode()}
     if isinstance(value, datetime):  # before date: a datetime is a date
         return {_TAG: "datetime", "v": value.isoformat()}
     if isinstance(value, date):
@@ -161,7 +171,7 @@ def _untagged(obj: dict[str, Any]) -> Any:
 
 
 def _encode(result: CachedResult) -> bytes:
-    return _dumps({"fields": result.fields, "billed": dict(result.billed)}, _base64_bytes).encode()
+    return _dumps({"fields": result.fields, "billed": dict(result.billed)}, _value_leaf).encode()
 
 
 def _decode(value: bytes) -> CachedResult:
@@ -199,6 +209,8 @@ class ResultCache:
         self._inserted_since_count = 0
         self._last_stamp = 0
         self._warned: set[str] = set()
+        self._reopen_at = 0.0
+        self._closed = False
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hw-enrich-cache")
         self._executor.submit(self._open)
 
@@ -226,8 +238,11 @@ class ResultCache:
             await self._run(self._put, dict(items))
 
     async def close(self) -> None:
-        await self._run(self._close_connection)
-        self._executor.shutdown(wait=False)
+        """Wait for the calls in progress, then close the file (again: nothing to do)."""
+        if not self._closed:
+            self._closed = True
+            await self._run(self._close_connection)
+            self._executor.shutdown(wait=False)
 
     async def _run(self, function: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
@@ -248,12 +263,20 @@ class ResultCache:
         try:
             self._connect()
         except sqlite3.DatabaseError as exc:
-            if _code(exc) in _BUSY_CODES:
-                self._warn_once("open", "event=enrich_cache_unavailable path=%s error=%s", self.path, exc)
-            else:
+            if _code(exc) in _REPLACE_AT_OPEN_CODES:
                 self._replace(exc)
+            else:
+                self._unavailable(exc)
         except OSError as exc:
-            self._warn_once("open", "event=enrich_cache_unavailable path=%s error=%s", self.path, exc)
+            self._unavailable(exc)
+
+    def _unavailable(self, exc: Exception, after: Exception | None = None) -> None:
+        """Work without the file for a while (gets miss, puts are dropped), then try opening it again."""
+        self._reopen_at = time.monotonic() + _REOPEN_AFTER_SECONDS
+        self._warn_once(
+            "open", "event=enrich_cache_unavailable path=%s error=%s after=%s retry_in_s=%d",
+            self.path, exc, after, _REOPEN_AFTER_SECONDS,
+        )
 
     def _connect(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -268,6 +291,7 @@ class ResultCache:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA cache_size=-32768")
             self._with_busy_wait(conn, conn.execute, _SCHEMA)
+            conn.execute("SELECT key, value, last_used FROM results LIMIT 0")
             self._counted = conn.execute("SELECT count(*) FROM results").fetchone()[0]
         except BaseException:
             conn.close()
@@ -282,7 +306,7 @@ class ResultCache:
             self._conn = None
         moved_to = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}")
         # Another worker on this file may have moved it already: then the file at the path is its fresh one.
-        moving = self._opened_inode is not None and _inode(self.path) == self._opened_inode
+        moving = self._opened_inode is not None and _inode(self.path) == self._opened_inode and self.path.is_file()
         try:
             if moving:
                 for suffix in ("", "-wal", "-shm"):
@@ -291,7 +315,7 @@ class ResultCache:
                         source.replace(Path(f"{moved_to}{suffix}"))
             self._connect()
         except (sqlite3.Error, OSError) as again:
-            self._warn_once("open", "event=enrich_cache_unavailable path=%s error=%s after=%s", self.path, again, exc)
+            self._unavailable(again, after=exc)
             return
         if moving:
             log.warning("event=enrich_cache_replaced path=%s moved_to=%s error=%s", self.path, moved_to, exc)
@@ -321,6 +345,8 @@ class ResultCache:
     def _guarded(self, operation: str, fallback: T, function: Callable[..., T], *args: Any, retry: bool = True) -> T:
         """`function` on the open file; a problem is logged and gives `fallback`, except that a corrupt file is
         replaced and the call tried once on the fresh one."""
+        if self._conn is None and time.monotonic() >= self._reopen_at:
+            self._open()
         if self._conn is None:
             return fallback
         try:
@@ -348,7 +374,7 @@ class ResultCache:
             for key, value in self._conn.execute(f"SELECT key, value FROM results WHERE key IN ({marks})", chunk):
                 try:
                     found[key] = _decode(value)
-                except (ValueError, KeyError, TypeError) as exc:
+                except (ValueError, KeyError, TypeError, ArithmeticError) as exc:
                     self._warn_once("decode", "event=enrich_cache_unreadable_entry error=%s", exc)
         return found
 
