@@ -18,7 +18,7 @@ from uuid import UUID
 import pytest
 from pydantic import SecretStr
 
-from streams.enrich.cache import DEFAULT_EXCLUDED_OPTIONS, CachedResult, ResultCache, cache_key, cache_path
+from streams.enrich.cache import DEFAULT_EXCLUDED_OPTIONS, CachedResult, ResultCache, cache_key, cache_keys, cache_path
 
 OPTIONS = {"prompt": "Intent of: {notes}", "temperature": 0.0, "batch_size": 1, "concurrency": 64, "cache": True}
 
@@ -171,6 +171,8 @@ def test_the_key_changes_with_what_decides_the_answer_and_not_with_call_limits()
     assert cache_key("openai", "gpt-4o-mini", {"api_key": SecretStr("sk-1")}, ["hello"]) == cache_key(
         "openai", "gpt-4o-mini", {"api_key": SecretStr("sk-2")}, ["hello"]
     )
+    # The batch form serializes the options once and gives the same keys.
+    assert cache_keys("openai", "gpt-4o-mini", OPTIONS, [["hello", 3], ["hello!", 3]]) == [base, changed[4]]
     image = cache_key("aws_rekognition", "detect-labels", {}, [b"\x89PNG..."])
     assert image != cache_key("aws_rekognition", "detect-labels", {}, [b"\x89PNG.."])
     assert image != cache_key("aws_rekognition", "detect-labels", {}, ["\x89PNG..."])

@@ -93,13 +93,27 @@ def cache_key(
 ) -> bytes:
     """A 32-byte blake2b hash of what decides an answer; `inputs` are the values the provider reads (after the
     stage bounded and redacted them). Bytes inputs (images, documents) enter by their own hash."""
-    canonical = {
-        "provider": provider,
-        "model": model,
-        "options": {name: value for name, value in options.items() if name not in exclude},
-        "inputs": list(inputs),
-    }
-    return hashlib.blake2b(_dumps(canonical, _key_leaf).encode(), digest_size=32).digest()
+    return cache_keys(provider, model, options, [inputs], exclude)[0]
+
+
+def cache_keys(
+    provider: str,
+    model: str,
+    options: Mapping[str, Any],
+    batch_inputs: Iterable[Sequence[Any]],
+    exclude: Collection[str] = DEFAULT_EXCLUDED_OPTIONS,
+) -> list[bytes]:
+    """`cache_key` of each record's inputs, the options (a prompt, a JSON schema) serialized and hashed once."""
+    answer_options = {name: value for name, value in options.items() if name not in exclude}
+    # The prefix is one JSON object, so where it ends is unambiguous and the concatenation needs no separator.
+    prefix = hashlib.blake2b(digest_size=32)
+    prefix.update(_dumps({"provider": provider, "model": model, "options": answer_options}, _key_leaf).encode())
+    keys = []
+    for inputs in batch_inputs:
+        digest = prefix.copy()
+        digest.update(_dumps(list(inputs), _key_leaf).encode())
+        keys.append(digest.digest())
+    return keys
 
 
 Leaf = Callable[[Any], dict[str, str]]
@@ -439,4 +453,4 @@ class ResultCache:
             self._conn = None
 
 
-__all__ = ["DEFAULT_EXCLUDED_OPTIONS", "CachedResult", "ResultCache", "cache_key", "cache_path"]
+__all__ = ["DEFAULT_EXCLUDED_OPTIONS", "CachedResult", "ResultCache", "cache_key", "cache_keys", "cache_path"]
