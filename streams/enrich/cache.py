@@ -2,7 +2,9 @@
 per pipeline that survives a restart and is shared by the workers of a machine (several processes on one file).
 
 - `cache_key` hashes a canonical JSON (sorted keys) with blake2b; options that only limit how calls are made
-  (`DEFAULT_EXCLUDED_OPTIONS`) are left out, so changing them keeps the cache.
+  (`DEFAULT_EXCLUDED_OPTIONS`) are left out, so changing them keeps the cache. `cache_keys` does a batch with the
+  options serialized once. Bytes inputs enter by their hash; a config type JSON lacks (`SecretStr`, an enum) by its
+  type and text, so a secret's value never enters and rotating it keeps the cache.
 - `ResultCache` runs every SQLite call on its own single thread (never on the event loop); WAL mode lets readers
   and one writer of other processes proceed together, and `busy_timeout` plus a bounded wait ride out the moments
   another process holds the write lock.
@@ -269,7 +271,7 @@ class ResultCache:
         log.log(level, message, *args)
 
     def _stamp(self) -> int:
-        """Microseconds since the epoch, strictly increasing within this process (ties keep LRU order exact)."""
+        """Microseconds since the epoch, never the same twice in this process, so LRU order between calls is exact."""
         self._last_stamp = max(time.time_ns() // 1000, self._last_stamp + 1)
         return self._last_stamp
 
