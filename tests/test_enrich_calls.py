@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -22,6 +23,7 @@ from streams.enrich.base import (
     Throttled,
     TransientError,
 )
+from streams.enrich.cache import ResultCache
 from streams.enrich.pricing import PriceList
 
 
@@ -143,3 +145,32 @@ async def test_billed_tokens_are_priced_from_the_list_or_the_pipeline_override_a
     _, headers = await overridden.run(notes("a"))
     assert json.loads(headers[0])["scripted"]["cost_usd"] == pytest.approx(3.0)
     assert overridden.cost_usd == {"scripted": pytest.approx(3.0)}
+
+
+async def test_repeated_inputs_are_answered_from_the_cache_across_a_restart_at_no_cost(tmp_path: Path) -> None:
+    path = tmp_path / "orders.sqlite"
+    first = scripted()
+    stage = EnrichStage([first], "orders@1", cache=ResultCache(path))
+    records = notes("a", "bb", "ccc")
+    await stage.run(records)
+    again = notes("bb", "dddd")
+    _, again_headers = await stage.run(again)
+    await stage.close()
+    assert first.calls == [["a", "bb", "ccc"], ["dddd"]]
+    assert [record["length"] for record in again] == [2, 4]
+    assert json.loads(again_headers[0])["scripted"] == {"model": "scripted-1", "cost_usd": 0.0, "cache_hit": True}
+    assert json.loads(again_headers[1])["scripted"]["cache_hit"] is False
+
+    restarted = scripted()
+    replay = EnrichStage([restarted], "orders@1", cache=ResultCache(path))
+    replayed = notes("a", "bb", "ccc")
+    _, replay_headers = await replay.run(replayed)
+    await replay.close()
+    assert restarted.calls == [] and replayed == records
+    assert all(json.loads(header)["scripted"]["cache_hit"] for header in replay_headers)
+
+    uncached = scripted(cache=False)
+    off = EnrichStage([uncached], "orders@1", cache=ResultCache(path))
+    await off.run(notes("a"))
+    await off.close()
+    assert uncached.calls == [["a"]]

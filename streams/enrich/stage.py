@@ -27,6 +27,7 @@ from streams.enrich.base import (
     ProviderStartError,
     ProviderUnavailable,
 )
+from streams.enrich.cache import CachedResult, ResultCache, cache_keys
 from streams.enrich.calls import ProviderCalls
 from streams.enrich.inputs import InputShaper, Redacts
 from streams.enrich.pricing import PriceList
@@ -72,11 +73,16 @@ class Used:
 
 
 class Step:
-    """One provider of the pipeline with its call discipline, input shaping and prices."""
+    """One provider of the pipeline with its call discipline, input shaping, cache and prices."""
 
-    def __init__(self, provider: Provider, pipeline: str, redactor: Redacts | None) -> None:
+    def __init__(
+        self, provider: Provider, pipeline: str, redactor: Redacts | None, cache: ResultCache | None
+    ) -> None:
         self.provider = provider
         self.pipeline = pipeline
+        self.cache = cache if provider.uses_cache() else None
+        self._options = provider.config.model_dump()
+        self._hits = metrics.CACHE_HITS.labels(pipeline, provider.name)
         self.calls = ProviderCalls(provider, pipeline)
         self.shaper = InputShaper(provider, redactor)
         self.prices: PriceList = provider.price_list().overridden(provider.config.prices)
@@ -103,8 +109,9 @@ class Step:
             singles = await _gathered([self._run_chunk([record]) for record in chunk])
             return [outcomes[0] for outcomes in singles]
 
-    async def run(self, records: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
-        """One outcome per record; raises `ProviderUnavailable` for an outage."""
+    async def run(self, records: Sequence[Mapping[str, Any]]) -> tuple[list[EnrichOutcome], set[int]]:
+        """One outcome per record, and the positions answered from the cache; raises `ProviderUnavailable` for an
+        outage."""
         outcomes: list[EnrichOutcome | None] = [None] * len(records)
         sent: list[Mapping[str, Any]] = []
         positions: list[int] = []
@@ -115,6 +122,39 @@ class Step:
             else:
                 sent.append(shaped)
                 positions.append(index)
+        hits: set[int] = set()
+        keys: list[bytes] = []
+        if self.cache is not None and sent:
+            provider = self.provider
+            keys = cache_keys(provider.name, provider.model, self._options, [self.shaper.inputs(r) for r in sent])
+            found = await self.cache.get_many(keys)
+            for position, key in zip(positions, keys, strict=True):
+                answer = found.get(key)
+                if answer is not None:
+                    outcomes[position] = Enriched(dict(answer.fields))
+                    hits.add(position)
+            if hits:
+                self._hits.inc(len(hits))
+                missed = [at for at, position in enumerate(positions) if position not in hits]
+                sent = [sent[at] for at in missed]
+                positions = [positions[at] for at in missed]
+                keys = [keys[at] for at in missed]
+        await self._call(sent, positions, outcomes)
+        if self.cache is not None and keys:
+            fresh = {
+                key: CachedResult(outcome.fields, outcome.billed)
+                for key, position in zip(keys, positions, strict=True)
+                if isinstance(outcome := outcomes[position], Enriched)
+            }
+            if fresh:
+                await self.cache.put_many(fresh)
+        return cast(list[EnrichOutcome], outcomes), hits
+
+    async def _call(
+        self, sent: list[Mapping[str, Any]], positions: list[int], outcomes: list[EnrichOutcome | None]
+    ) -> None:
+        if not sent:
+            return
         size = self.provider.batch_limit()
         starts = range(0, len(sent), size)
         try:
@@ -127,7 +167,6 @@ class Step:
         self._down.set(0)
         for index, outcome in zip(positions, called, strict=True):
             outcomes[index] = outcome
-        return cast(list[EnrichOutcome], outcomes)
 
     def account(self, outcome: Enriched) -> Used:
         """Price what the record was billed by and count it."""
@@ -144,10 +183,17 @@ class Step:
 
 
 class EnrichStage:
-    def __init__(self, providers: Sequence[Provider], pipeline: str = "", redactor: Redacts | None = None) -> None:
+    def __init__(
+        self,
+        providers: Sequence[Provider],
+        pipeline: str = "",
+        redactor: Redacts | None = None,
+        cache: ResultCache | None = None,
+    ) -> None:
         self.providers = list(providers)
         self.pipeline = pipeline
-        self.steps = [Step(provider, pipeline, redactor) for provider in providers]
+        self.cache = cache
+        self.steps = [Step(provider, pipeline, redactor, cache) for provider in providers]
         self.cost_usd: dict[str, float] = {provider.name: 0.0 for provider in providers}
         self._free_header = self._header({})
         self._started = False
@@ -176,6 +222,8 @@ class EnrichStage:
             self._started = False
             for provider in self.providers:
                 await provider.close()
+        if self.cache is not None:
+            await self.cache.close()
 
     async def run(self, records: list[Record]) -> tuple[list[EnrichFailure | None], list[bytes]]:
         """Enrich records in place; per record, the failure (or None) and the `hw-enrich` header value.
@@ -186,13 +234,16 @@ class EnrichStage:
         used: list[dict[str, Used]] = [{} for _ in records]
         for step in self.steps:
             live = [index for index, failure in enumerate(failures) if failure is None]
-            outcomes = await step.run([records[index] for index in live])
+            outcomes, hits = await step.run([records[index] for index in live])
             name = step.provider.name
-            for index, outcome in zip(live, outcomes, strict=True):
+            for position, (index, outcome) in enumerate(zip(live, outcomes, strict=True)):
                 if isinstance(outcome, EnrichFailure):
                     failures[index] = outcome
                     continue
                 records[index].update(outcome.fields)
+                if position in hits:
+                    used[index][name] = Used(cache_hit=True)
+                    continue
                 spent = step.account(outcome)
                 if spent.billed:
                     used[index][name] = spent

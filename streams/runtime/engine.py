@@ -20,10 +20,12 @@ from fastavro.validation import ValidationError, validate
 
 from headwater import envelope
 from headwater.oversized import ClaimCheck
+from headwater.settings import EnrichSettings
 from quality.validator import QualityValidator, Verdict
 from schemas.serde import AvroDeserializer, AvroSerializer, EncodeError, SerdeError
 from streams.enrich import EnrichStage, build
 from streams.enrich.base import Provider
+from streams.enrich.cache import ResultCache, cache_path
 from streams.runtime.config import PipelineConfig
 from streams.runtime.enrich_fields import EnrichFieldError, check_inputs, schema_field_names
 from streams.runtime.records import InMessage, Item, OutMessage
@@ -53,6 +55,15 @@ class StageSwitches:
     quality: bool = True
 
 
+def _result_cache(
+    config: PipelineConfig, providers: Sequence[Provider], settings: EnrichSettings | None
+) -> ResultCache | None:
+    """The pipeline's result cache when a provider uses one (and the process keeps caches at all)."""
+    if settings is None or not any(provider.uses_cache() for provider in providers):
+        return None
+    return ResultCache(cache_path(config.name, settings.cache_dir), settings.cache_max_entries)
+
+
 class PipelineEngine:
     def __init__(
         self,
@@ -61,6 +72,7 @@ class PipelineEngine:
         switches: StageSwitches = StageSwitches(),
         max_bytes: Callable[[str], int] = lambda topic: 1_000_000,
         claim_check: ClaimCheck | None = None,
+        enrich_settings: EnrichSettings | None = None,
     ) -> None:
         self.config = config
         reader = config.load_schema(config.input.reader_schema) if config.input.reader_schema else None
@@ -72,7 +84,7 @@ class PipelineEngine:
         providers = [build(step.provider, step.config()) for step in config.enrich] if switches.enrich else []
         if providers and not any(step.op == "hook" for step in self.steps):
             self._check_enrich_inputs(registry, providers)
-        self.enrich = EnrichStage(providers, config.label)
+        self.enrich = EnrichStage(providers, config.label, cache=_result_cache(config, providers, enrich_settings))
         suite = config.suite_path() if switches.quality else None
         self.quality = QualityValidator(suite) if suite is not None else None
         self.max_bytes = max_bytes
