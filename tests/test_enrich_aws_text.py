@@ -98,6 +98,9 @@ async def test_sentiment_results_land_on_their_records_and_an_error_item_fails_o
     ]
     async with running("aws_comprehend", aws, operation="sentiment", text_field="notes", label_field="mood") as p:
         outcomes = await p.enrich(records)
+    [request] = aws.requests
+    assert request.headers["Content-Type"] == "application/x-amz-json-1.1"
+    assert request.headers["Authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
     [body] = aws.bodies(COMPREHEND + "BatchDetectSentiment")
     assert body["LanguageCode"] == "en"
     assert body["TextList"] == [records[i]["notes"] for i in (0, 2, 4, 5)], "empty texts are not sent"
@@ -372,3 +375,16 @@ def test_the_example_pipeline_writes_only_fields_of_its_output_schema() -> None:
     assert {provider.name for provider in providers} == {"aws_comprehend"}
     written = [field for provider in providers for field in provider.output_fields()]
     assert written and set(written) <= schema_fields
+
+
+async def test_the_region_defaults_to_aws_region_as_the_example_says(
+    aws: AwsJsonService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    route_sentiment(aws)
+    options = {key: value for key, value in CREDENTIALS.items() if key != "region"}
+    provider = build("aws_comprehend", {**options, "operation": "sentiment", "text_field": "notes",
+                                        "endpoint_url": aws.endpoint_url})
+    await provider.start()
+    await provider.close()
+    assert "/eu-central-1/comprehend/aws4_request" in aws.requests[0].headers["Authorization"]

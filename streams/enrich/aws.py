@@ -83,6 +83,14 @@ def client(service: str, config: AwsConfig) -> Any:
     return make(service, endpoint_url=config.endpoint_url, config=boto)
 
 
+def cut_utf8(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes without splitting a character (AWS's text limits count bytes)."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    return encoded[:limit].decode("utf-8", errors="ignore")
+
+
 def error_code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 

@@ -70,7 +70,8 @@ class ComprehendConfig(aws.AwsConfig):
         description=(
             "sentiment (Positive minus Negative score, -1 to 1), entities ([{text, type, score}]), key_phrases "
             "([text]), language (ISO 639-1 code of the dominant language), pii ([{type, score, begin_offset, "
-            "end_offset}] through DetectPiiEntities, one document a call)."
+            "end_offset}] through DetectPiiEntities, one document a call; offsets into the text as sent, after the "
+            "stage's cut and redaction)."
         )
     )
     text_field: str = Field(description="Dotted path of the text to analyse; records without text get null.")
@@ -113,14 +114,6 @@ def billed_units(text: str) -> int:
     return max(MINIMUM_UNITS, math.ceil(len(text) / UNIT_CHARACTERS))
 
 
-def cut_utf8(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` UTF-8 bytes without splitting a character."""
-    encoded = text.encode("utf-8")
-    if len(encoded) <= limit:
-        return text
-    return encoded[:limit].decode("utf-8", errors="ignore")
-
-
 class ComprehendProvider(Provider):
     name = "aws_comprehend"
     remote = True
@@ -160,7 +153,8 @@ class ComprehendProvider(Provider):
                 self._client, self._api.operation, Text="Headwater", LanguageCode=self.config.language_code
             )
         else:
-            await aws.check_reachable(self._client, self._api.operation, **self._params(["Headwater"], "en"))
+            params = self._params(["Headwater"], self.config.language_code)
+            await aws.check_reachable(self._client, self._api.operation, **params)
 
     async def close(self) -> None:
         if self._client is not None:
@@ -260,7 +254,7 @@ class ComprehendProvider(Provider):
     async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
         if self._client is None:
             raise RuntimeError(f"provider {self.name} used before start()")
-        outcomes: list[EnrichOutcome] = [self._null()] * len(batch)
+        outcomes: list[EnrichOutcome] = [self._null() for _ in batch]
         by_language: dict[str, list[tuple[int, str]]] = {}
         text_path = fields.split(self.config.text_field)
         limit = PII_DOCUMENT_BYTES if self.config.operation == "pii" else BATCH_DOCUMENT_BYTES
@@ -268,7 +262,7 @@ class ComprehendProvider(Provider):
             text = fields.get(record, text_path)
             language = self._language(record) if self._api.languages else ""
             if isinstance(text, str) and text.strip() and language is not None:
-                by_language.setdefault(language, []).append((position, cut_utf8(text, limit)))
+                by_language.setdefault(language, []).append((position, aws.cut_utf8(text, limit)))
         per_call = 1 if self.config.operation == "pii" else MAX_DOCUMENTS
         calls = [
             self._call(language, items[start : start + per_call])

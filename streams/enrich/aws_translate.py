@@ -18,7 +18,6 @@ from pydantic import Field
 
 from headwater import fields
 from streams.enrich import aws, provider_index
-from streams.enrich.aws_comprehend import cut_utf8
 from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider, ProviderUnavailable
 from streams.enrich.pricing import PriceList
 
@@ -72,7 +71,7 @@ def _pieces(text: str, limit: int, level: int = 0) -> Iterator[tuple[str, str]]:
         return
     if level == len(_SEPARATORS):
         while text:
-            piece = cut_utf8(text, limit)
+            piece = aws.cut_utf8(text, limit)
             yield piece, ""
             text = text[len(piece) :]
         return
