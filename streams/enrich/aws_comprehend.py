@@ -125,6 +125,7 @@ class ComprehendProvider(Provider):
         super().__init__(config)
         self._api = _APIS[config.operation]
         self._output = config.output_field or self._api.default_output
+        self._supported = {language.lower(): language for language in self._api.languages}
         self._client: Any = None
 
     @property
@@ -168,8 +169,7 @@ class ComprehendProvider(Provider):
             code = fields.get(record, fields.split(self.config.language_field))
         if not isinstance(code, str) or not code:
             code = self.config.language_code
-        supported = {language.lower(): language for language in self._api.languages}
-        return supported.get(code.lower())
+        return self._supported.get(code.lower())
 
     def _params(self, texts: list[str], language: str) -> dict[str, Any]:
         params: dict[str, Any] = {"TextList": texts}
@@ -237,18 +237,20 @@ class ComprehendProvider(Provider):
             return [(position, refused) for position, _ in items]
         outcomes: list[tuple[int, EnrichOutcome]] = []
         for index, (position, text) in enumerate(items):
+            outcome: EnrichOutcome
             if index in results:
-                outcomes.append((position, Enriched(self._fields(results[index]), {"units": billed_units(text)})))
+                outcome = Enriched(self._fields(results[index]), {"units": billed_units(text)})
             elif index in errors:
                 error = errors[index]
-                outcomes.append((position, EnrichFailure(
+                outcome = EnrichFailure(
                     str(error.get("ErrorCode", "BatchItemError")),
                     f"comprehend {self._api.operation}: {error.get('ErrorMessage', '')}",
-                )))
+                )
             else:
-                outcomes.append((position, EnrichFailure(
+                outcome = EnrichFailure(
                     "MissingResult", f"comprehend {self._api.operation} returned no result for document {index}"
-                )))
+                )
+            outcomes.append((position, outcome))
         return outcomes
 
     async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
