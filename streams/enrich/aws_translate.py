@@ -3,7 +3,7 @@
 TranslateText takes one text of at most 10,000 UTF-8 bytes. A longer text is, as configured, split on sentence
 boundaries (then on whitespace, then between characters, only where a piece is still too long), its parts translated
 concurrently and joined with the whitespace that separated them; or refused as that record's dead letter.
-Translate bills every character sent.
+Translate bills every character sent (the whitespace between split parts is not sent).
 """
 
 from __future__ import annotations
@@ -193,7 +193,8 @@ class TranslateProvider(Provider):
             # Translate lacks, a source it cannot detect).
             return EnrichFailure(code or "ClientError", f"translate: {exc}")
         translated = "".join(answer + separator for (answer, _), (_, separator) in zip(answers, parts, strict=True))
-        return self._found(translated, answers[0][1], billed=len(text))
+        sent = sum(len(part) for part, _ in parts if part.strip())
+        return self._found(translated, answers[0][1], billed=sent)
 
     def _found(self, translated: str, source: str, billed: int) -> Enriched:
         found: dict[str, Any] = {self.config.output_field: translated}
