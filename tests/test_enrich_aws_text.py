@@ -29,6 +29,7 @@ from streams.enrich.base import (
     TransientError,
 )
 from streams.runtime.config import load_pipeline
+from streams.runtime.enrich_fields import check_inputs, providers_of
 from tests.fakes.aws_json import AwsError, AwsJsonService
 
 COMPREHEND = "Comprehend_20171127."
@@ -368,13 +369,12 @@ def test_configs_are_checked_and_list_prices_dated() -> None:
         assert prices.read_on == "2026-12-01" and prices.source.startswith("https://aws.amazon.com/")
 
 
-def test_the_example_pipeline_writes_only_fields_of_its_output_schema() -> None:
-    config = load_pipeline(EXAMPLE)
-    schema_fields = {field["name"] for field in catalog.load_schema(config.output.schema_)["fields"]}
-    providers = [build(step.provider, step.config()) for step in config.enrich]
-    assert {provider.name for provider in providers} == {"aws_comprehend"}
-    written = [field for provider in providers for field in provider.output_fields()]
-    assert written and set(written) <= schema_fields
+def test_the_example_pipeline_loads_and_its_steps_read_fields_its_records_have() -> None:
+    config = load_pipeline(EXAMPLE)  # refuses an output field the output schema lacks
+    providers = providers_of(config.enrich)
+    assert [provider.name for provider in providers] == ["language", "aws_comprehend"]
+    raw_fields = {spec["name"] for spec in catalog.load_schema("crm/contact")["fields"]}
+    check_inputs(providers, raw_fields, set(), "crm/contact")
 
 
 async def test_the_region_defaults_to_aws_region_as_the_example_says(
