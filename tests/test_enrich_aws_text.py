@@ -5,6 +5,7 @@ start failures are one line, and over-long texts are cut (Comprehend) or split o
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import AsyncIterator, Callable
@@ -16,7 +17,7 @@ import pytest
 from pytest_httpserver import HTTPServer
 
 from schemas import catalog
-from streams.enrich import build
+from streams.enrich import EnrichStage, build
 from streams.enrich.aws_comprehend import ComprehendProvider
 from streams.enrich.aws_translate import TranslateProvider
 from streams.enrich.base import (
@@ -388,3 +389,27 @@ async def test_the_region_defaults_to_aws_region_as_the_example_says(
     await provider.start()
     await provider.close()
     assert "/eu-central-1/comprehend/aws4_request" in aws.requests[0].headers["Authorization"]
+
+
+async def test_through_the_stage_a_throttled_call_is_retried_and_each_record_priced(aws: AwsJsonService) -> None:
+    throttles = {"left": 1}
+
+    def sentiment(body: dict[str, Any]) -> dict[str, Any]:
+        if body["TextList"] != ["Headwater"] and throttles["left"]:
+            throttles["left"] -= 1
+            raise AwsError("ThrottlingException", "Rate exceeded")
+        return batch_answer(body, sentiment_of)
+
+    aws.route(COMPREHEND + "BatchDetectSentiment", sentiment)
+    provider = build("aws_comprehend", {**CREDENTIALS, "endpoint_url": aws.endpoint_url, "operation": "sentiment",
+                                        "text_field": "notes"})
+    stage = EnrichStage([provider], pipeline="aws_text")
+    records = [{"notes": f"A great call number {number}."} for number in range(30)]
+    try:
+        failures, headers = await stage.run(records)
+    finally:
+        await stage.close()
+    sizes = [len(body["TextList"]) for body in aws.bodies(COMPREHEND + "BatchDetectSentiment")]
+    assert sorted(sizes) == [1, 5, 25, 25], "the start probe, the last 5, and the throttled call of 25 twice"
+    assert failures == [None] * 30 and all(record["sentiment"] == 0.85 for record in records)
+    assert {json.loads(header)["aws_comprehend"]["cost_usd"] for header in headers} == {0.0003}
