@@ -68,10 +68,10 @@ _APIS: dict[str, _Api] = {
 class ComprehendConfig(aws.AwsConfig):
     operation: Operation = Field(
         description=(
-            "sentiment (Positive minus Negative score, -1 to 1), entities ([{text, type, score}]), key_phrases "
-            "([text]), language (ISO 639-1 code of the dominant language), pii ([{type, score, begin_offset, "
-            "end_offset}] through DetectPiiEntities, one document a call; offsets into the text as sent, after the "
-            "stage's cut and redaction)."
+            "sentiment (Positive minus Negative score, -1 to 1), entities (a list of {text, type, score}), "
+            "key_phrases (a list of phrases), language (ISO 639-1 code of the dominant language), pii (a list of "
+            "{type, score, begin_offset, end_offset} through DetectPiiEntities, one document a call; offsets into "
+            "the text as sent, after the stage's cut and redaction)."
         )
     )
     text_field: str = Field(description="Dotted path of the text to analyse; records without text get null.")
