@@ -157,7 +157,8 @@ def test_the_key_changes_with_what_decides_the_answer_and_not_with_call_limits()
     assert len({base, *changed}) == 1 + len(changed)
     limits = {
         "batch_size": 25, "concurrency": 8, "timeout_seconds": 3.0, "max_attempts": 2, "requests_per_minute": 60.0,
-        "tokens_per_minute": 1e5, "cache": False, "prices": {"input_tokens": 1e-6},
+        "tokens_per_minute": 1e5, "cache": False, "prices": {"input_tokens": 1e-6}, "region": "eu-west-1",
+        "access_key_id": "AKIA", "secret_access_key": "s", "session_token": "t", "api_key": "sk-plain",
     }
     assert set(limits) == DEFAULT_EXCLUDED_OPTIONS
     assert cache_key("openai", "gpt-4o-mini", {**OPTIONS, **limits}, ["hello", 3]) == base

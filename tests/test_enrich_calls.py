@@ -174,3 +174,11 @@ async def test_repeated_inputs_are_answered_from_the_cache_across_a_restart_at_n
     await off.run(notes("a"))
     await off.close()
     assert uncached.calls == [["a"]]
+
+
+async def test_two_steps_of_one_provider_each_have_their_own_entry_and_total() -> None:
+    stage = EnrichStage([scripted(), scripted(prices={"input_tokens": 0.1})])
+    _, headers = await stage.run(notes("a"))
+    used = json.loads(headers[0])
+    assert used["scripted"]["cost_usd"] == 7.0 and used["scripted#2"]["cost_usd"] == pytest.approx(3.0)
+    assert stage.cost_usd == {"scripted": 7.0, "scripted#2": pytest.approx(3.0)}

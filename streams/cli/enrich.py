@@ -6,6 +6,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from headwater.model_docs import model_fields
@@ -27,5 +28,6 @@ def list_providers() -> None:
         for column in ("field", "type", "default", "description"):
             table.add_column(column, overflow="fold")
         for field in model_fields(config_model):
-            table.add_row(field.name, field.type, "required" if field.required else field.default, field.description)
+            default = "required" if field.required else field.default
+            table.add_row(*(escape(text) for text in (field.name, field.type, default, field.description)))
         console.print(table)

@@ -10,6 +10,7 @@ import asyncio
 import functools
 import os
 from collections.abc import Awaitable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
 import boto3
@@ -27,6 +28,9 @@ from pydantic import Field, SecretStr
 from streams.enrich.base import ProviderConfig, ProviderStartError, Throttled, TransientError
 
 T = TypeVar("T")
+# boto3 blocks a thread per call in flight; asyncio's default executor has a handful (cores + 4), which would cap
+# `concurrency` there. Threads start on demand, and the stage's `concurrency` bounds how many calls are in flight.
+_CALL_THREADS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="hw-aws")
 
 THROTTLING_CODES = frozenset(
     {
@@ -131,7 +135,9 @@ async def call(service_client: Any, operation: str, **params: Any) -> dict[str, 
     method = getattr(service_client, operation)
     service = service_client.meta.service_model.service_name
     try:
-        answer: dict[str, Any] = await asyncio.to_thread(functools.partial(method, **params))
+        answer: dict[str, Any] = await asyncio.get_running_loop().run_in_executor(
+            _CALL_THREADS, functools.partial(method, **params)
+        )
     except (ClientError, BotoCoreError) as exc:
         mapped = classify(exc, service)
         if mapped is exc:

@@ -54,9 +54,14 @@ DEFAULT_EXCLUDED_OPTIONS: frozenset[str] = frozenset(
         "tokens_per_minute",
         "cache",
         "prices",
+        "region",
+        "access_key_id",
+        "secret_access_key",
+        "session_token",
+        "api_key",
     }
 )
-"""Options that change how calls are made, not what they answer."""
+"""Options that change how calls are made or whose credentials pay, not what they answer."""
 
 DEFAULT_CACHE_DIR = Path("~/.cache/headwater/enrich")
 _TAG = "$hw"

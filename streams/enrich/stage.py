@@ -182,6 +182,17 @@ class Step:
         return Used(cost, outcome.billed)
 
 
+def _step_keys(providers: Sequence[Provider]) -> list[str]:
+    """Each step's name in `hw-enrich` and the cost totals: its provider's name, numbered from the second step of a
+    provider used twice (`aws_comprehend`, `aws_comprehend#2`)."""
+    seen: dict[str, int] = {}
+    keys = []
+    for provider in providers:
+        seen[provider.name] = seen.get(provider.name, 0) + 1
+        keys.append(provider.name if seen[provider.name] == 1 else f"{provider.name}#{seen[provider.name]}")
+    return keys
+
+
 class EnrichStage:
     def __init__(
         self,
@@ -194,7 +205,8 @@ class EnrichStage:
         self.pipeline = pipeline
         self.cache = cache
         self.steps = [Step(provider, pipeline, redactor, cache) for provider in providers]
-        self.cost_usd: dict[str, float] = {provider.name: 0.0 for provider in providers}
+        self.keys = _step_keys(self.providers)
+        self.cost_usd: dict[str, float] = dict.fromkeys(self.keys, 0.0)
         self._free_header = self._header({})
         self._started = False
 
@@ -232,10 +244,9 @@ class EnrichStage:
         await self.start()
         failures: list[EnrichFailure | None] = [None] * len(records)
         used: list[dict[str, Used]] = [{} for _ in records]
-        for step in self.steps:
+        for step, name in zip(self.steps, self.keys, strict=True):
             live = [index for index, failure in enumerate(failures) if failure is None]
             outcomes, hits = await step.run([records[index] for index in live])
-            name = step.provider.name
             for position, (index, outcome) in enumerate(zip(live, outcomes, strict=True)):
                 if isinstance(outcome, EnrichFailure):
                     failures[index] = outcome
@@ -252,12 +263,12 @@ class EnrichStage:
 
     def _header(self, used: Mapping[str, Used]) -> bytes:
         entries: dict[str, dict[str, Any]] = {}
-        for provider in self.providers:
-            spent = used.get(provider.name, Used())
+        for provider, name in zip(self.providers, self.keys, strict=True):
+            spent = used.get(name, Used())
             entry: dict[str, Any] = {"model": provider.model, "cost_usd": round(spent.cost_usd, 8)}
             for quantity in TOKEN_DIRECTIONS:
                 if spent.billed and quantity in spent.billed:
                     entry[quantity] = spent.billed[quantity]
             entry["cache_hit"] = spent.cache_hit
-            entries[provider.name] = entry
+            entries[name] = entry
         return enrich_header(entries)
