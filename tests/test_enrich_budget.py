@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from headwater.kafka.config import KafkaSettings
 from streams.enrich.budget import BudgetConfig, BudgetLedger, Grant, Refused
+from streams.enrich.budget_book import BudgetBook, to_micros
 from tests.fixtures.kafka import KafkaService
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,6 +65,42 @@ def test_a_budget_needs_a_limit() -> None:
     with pytest.raises(ValidationError, match="usd_per_hour, usd_per_day or both"):
         BudgetConfig(on_exceed="skip")
     assert BudgetConfig(usd_per_day=5).on_exceed == "pause"
+
+
+def _ms(text: str) -> int:
+    return int(datetime.fromisoformat(text).timestamp() * 1000)
+
+
+def test_the_hour_resets_on_the_clock_hour_while_the_day_keeps_counting() -> None:
+    book = BudgetBook({"hour": 1.00, "day": 1.50}, timedelta(minutes=10))
+    assert isinstance(book.reserve("r1", to_micros(1.00), _ms("2026-12-01T10:59:59.900+00:00")), Grant)
+    refused = book.reserve("r2", to_micros(0.30), _ms("2026-12-01T10:59:59.950+00:00"))
+    assert isinstance(refused, Refused) and refused.window == "hour"
+    assert refused.resets_at == datetime(2026, 12, 1, 11, tzinfo=UTC)
+    assert isinstance(book.reserve("r3", to_micros(0.60), _ms("2026-12-01T11:00:00.000+00:00")), Grant)
+    # The day (1.00 + 0.60 reserved) is used up now; its refusal outlasts any hour's.
+    refused = book.reserve("r4", to_micros(0.10), _ms("2026-12-01T11:00:01.000+00:00"))
+    assert isinstance(refused, Refused) and refused.window == "day"
+    assert refused.resets_at == datetime(2026, 12, 2, tzinfo=UTC)
+
+
+def test_a_settlement_is_charged_to_the_windows_of_its_reservation() -> None:
+    book = BudgetBook({"hour": 1.00}, timedelta(minutes=10))
+    book.reserve("r1", to_micros(0.80), _ms("2026-12-01T10:59:59+00:00"))
+    book.settle("r1", to_micros(0.50), _ms("2026-12-01T11:00:02+00:00"))
+    assert book.spent("hour", _ms("2026-12-01T10:30:00+00:00")) == to_micros(0.50)
+    assert book.spent("hour", _ms("2026-12-01T11:00:03+00:00")) == 0
+    assert book.spent("day", _ms("2026-12-01T11:00:03+00:00")) == to_micros(0.50)
+
+
+def test_a_late_timestamp_cannot_reopen_a_day_that_is_over() -> None:
+    book = BudgetBook({"day": 1.00}, timedelta(minutes=10))
+    book.reserve("r1", to_micros(2.00), _ms("2026-12-01T23:59:00+00:00"))
+    book.reserve("r2", to_micros(0.10), _ms("2026-12-02T00:00:01+00:00"))
+    # Stamped before midnight but read after it: counted at the book's time, in the new day.
+    decision = book.reserve("r3", to_micros(0.10), _ms("2026-12-01T23:59:30+00:00"))
+    assert isinstance(decision, Grant) and decision.reserved_at == datetime(2026, 12, 2, 0, 0, 1, tzinfo=UTC)
+    assert book.reserved("day", _ms("2026-12-02T00:00:02+00:00")) == to_micros(0.20)
 
 
 async def test_two_workers_racing_overspend_by_at_most_one_batch_and_agree_on_the_spend(kafka: KafkaService) -> None:

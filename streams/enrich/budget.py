@@ -157,6 +157,7 @@ class BudgetLedger:
             self._consumer.seek(self._partition, first)
             self._applied_offset = first - 1
             self._follower = asyncio.create_task(self._follow(), name=f"budget-{self.pipeline}-{self.step}")
+            self._follower.add_done_callback(self._follower_ended)
             await self._wait_applied(end - 1)
         except BaseException:
             await self.close()
@@ -167,6 +168,8 @@ class BudgetLedger:
         )
 
     async def close(self) -> None:
+        """Stop following the topic (a reservation still waiting for its decision fails at once) and flush the
+        settlements not yet delivered."""
         if self._follower is not None:
             self._follower.cancel()
             await asyncio.gather(self._follower, return_exceptions=True)
@@ -178,6 +181,8 @@ class BudgetLedger:
 
     async def reserve(self, estimate_usd: float) -> Grant | Refused:
         """Ask for `estimate_usd` before a call: one produce, then read the partition up to that record."""
+        if estimate_usd < 0:
+            raise ValueError(f"a budget reservation needs an estimate of at least 0 USD, not {estimate_usd}")
         producer = self._started()
         request_id = uuid.uuid4().hex
         decided: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
@@ -262,6 +267,15 @@ class BudgetLedger:
                 waiting.set_result(decision)
         elif entry["type"] == "settle":
             self._book.settle(entry["request"], micros, record.timestamp)
+
+    def _follower_ended(self, follower: asyncio.Task[None]) -> None:
+        reason = "ledger closed" if follower.cancelled() else f"follower failed: {follower.exception()!r}"
+        if not follower.cancelled():
+            log.error("event=budget_follower_failed pipeline=%s step=%s error=%s", self.pipeline, self.step,
+                      type(follower.exception()).__name__)
+        for waiting in self._awaiting.values():
+            if not waiting.done():
+                waiting.set_exception(LedgerUnavailable(self.step, f"budget topic {BUDGET_TOPIC}: {reason}"))
 
     def _settle_delivered(self, delivery: asyncio.Future[Any]) -> None:
         if not delivery.cancelled() and delivery.exception() is not None:
