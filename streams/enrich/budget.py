@@ -53,6 +53,7 @@ _TOPIC_CONFIG = {
     "message.timestamp.type": "LogAppendTime",
 }
 DECISION_TIMEOUT_SECONDS = 30.0
+CLOCK_MARGIN_MS = 60_000
 _FETCH_WAIT_MS = 20  # the broker answers a fetch as soon as a record arrives; this only bounds an idle poll
 
 
@@ -101,6 +102,12 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _today_start_ms() -> int:
+    """The UTC day's first millisecond, less a margin for a worker whose clock runs ahead of the broker's (the
+    records before the day's start that this reads count in no window of today)."""
+    return window_start_ms("day", _now_ms()) - CLOCK_MARGIN_MS
+
+
 def ensure_budget_topic(kafka: KafkaSettings) -> None:
     """Create the budget topic if missing and check its layout (blocking: run it in a thread)."""
     admin = cluster.wait_for_broker(kafka, deadline=30)
@@ -137,6 +144,7 @@ class BudgetLedger:
         self._producer: AIOKafkaProducer | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self._follower: asyncio.Task[None] | None = None
+        self._following = False
 
     async def start(self) -> None:
         """Create the topic if needed and read today's records, so `spent` and decisions know the day so far."""
@@ -150,15 +158,17 @@ class BudgetLedger:
             await self._producer.start()
             await self._consumer.start()
             self._consumer.assign([self._partition])
-            start_ms = min(window_start_ms(window, _now_ms()) for window in self._book.limits)
-            found = await self._consumer.offsets_for_times({self._partition: start_ms})
+            # The end first: with no record of today found after it, nothing before it was today's either.
             end = await self._end_offset()
+            found = await self._consumer.offsets_for_times({self._partition: _today_start_ms()})
             first = found[self._partition].offset if found.get(self._partition) is not None else end
             self._consumer.seek(self._partition, first)
             self._applied_offset = first - 1
+            self._following = True
             self._follower = asyncio.create_task(self._follow(), name=f"budget-{self.pipeline}-{self.step}")
             self._follower.add_done_callback(self._follower_ended)
-            await self._wait_applied(end - 1)
+            # As long as today's records take to read (about 100,000 a second), however many there are.
+            await self._wait_applied(end - 1, limit_seconds=None)
         except BaseException:
             await self.close()
             raise
@@ -242,18 +252,26 @@ class BudgetLedger:
         end: int = offsets[self._partition]
         return end
 
-    async def _wait_applied(self, offset: int) -> None:
-        async with asyncio.timeout(DECISION_TIMEOUT_SECONDS), self._advanced:
-            await self._advanced.wait_for(lambda: self._applied_offset >= offset)
+    async def _wait_applied(self, offset: int, limit_seconds: float | None = DECISION_TIMEOUT_SECONDS) -> None:
+        async with asyncio.timeout(limit_seconds), self._advanced:
+            await self._advanced.wait_for(lambda: self._applied_offset >= offset or not self._following)
+        if self._applied_offset < offset:
+            raise LedgerUnavailable(self.step, f"budget topic {BUDGET_TOPIC} follower stopped")
 
     async def _follow(self) -> None:
         assert self._consumer is not None
-        while True:
-            batches = await self._consumer.getmany(self._partition, timeout_ms=1000)
-            for record in batches.get(self._partition, []):
-                if record.key == self._key:
-                    self._apply(record)
-                self._applied_offset = record.offset
+        try:
+            while True:
+                batches = await self._consumer.getmany(self._partition, timeout_ms=1000)
+                for record in batches.get(self._partition, []):
+                    if record.key == self._key:
+                        self._apply(record)
+                    self._applied_offset = record.offset
+                async with self._advanced:
+                    self._advanced.notify_all()
+        finally:
+            # Waiters see the follower gone instead of waiting for records it will never apply.
+            self._following = False
             async with self._advanced:
                 self._advanced.notify_all()
 

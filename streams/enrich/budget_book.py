@@ -82,6 +82,8 @@ class BudgetBook:
 
     def __init__(self, limits_usd: dict[Window, float], reservation_timeout: timedelta) -> None:
         self.limits = {window: to_micros(usd) for window, usd in limits_usd.items()}
+        # The day first: a refusal names the window that stays used up longest.
+        self._check_order = sorted(self.limits, key=lambda window: window != "day")
         self.timeout_ms = int(reservation_timeout.total_seconds() * 1000)
         self._spent: dict[Window, defaultdict[int, int]] = {window: defaultdict(int) for window in WINDOWS}
         self._reserved: dict[Window, defaultdict[int, int]] = {window: defaultdict(int) for window in WINDOWS}
@@ -89,11 +91,12 @@ class BudgetBook:
         # Expired reservations, kept so a late settlement replaces the charged estimate by the actual amount.
         self._expired: dict[str, _Reservation] = {}
         self._now_ms = 0
+        self._today = 0
 
     def reserve(self, request_id: str, micros: int, at_ms: int) -> Decision:
         at_ms = self._advance(at_ms)
         reserved_at = from_ms(at_ms)
-        for window in sorted(self.limits, key=lambda name: name != "day"):  # a used-up day outlasts its hours
+        for window in self._check_order:
             start = window_start_ms(window, at_ms)
             if self._spent[window][start] + self._reserved[window][start] >= self.limits[window]:
                 return Refused(request_id, window, window_end(window, at_ms), reserved_at)
@@ -135,13 +138,22 @@ class BudgetBook:
         """Move the book's time to a record's timestamp (never backwards, so one late clock cannot reopen a day
         that was forgotten): expire overdue reservations and forget what belongs to days that are over."""
         self._now_ms = max(self._now_ms, at_ms)
-        for request_id, reservation in list(self._open.items()):
-            if reservation.at_ms + self.timeout_ms <= self._now_ms:
-                del self._open[request_id]
-                self._add(self._reserved, reservation.at_ms, -reservation.micros)
-                self._add(self._spent, reservation.at_ms, reservation.micros)
-                self._expired[request_id] = reservation
+        # Reservations are opened in time order (the book's time never goes back), so the overdue ones come first.
+        while self._open:
+            request_id, reservation = next(iter(self._open.items()))
+            if reservation.at_ms + self.timeout_ms > self._now_ms:
+                break
+            del self._open[request_id]
+            self._add(self._reserved, reservation.at_ms, -reservation.micros)
+            self._add(self._spent, reservation.at_ms, reservation.micros)
+            self._expired[request_id] = reservation
         today = window_start_ms("day", self._now_ms)
+        if today != self._today:
+            self._today = today
+            self._forget_before(today)
+        return self._now_ms
+
+    def _forget_before(self, today: int) -> None:
         for reservations in (self._open, self._expired):
             for request_id in [key for key, reservation in reservations.items() if reservation.at_ms < today]:
                 del reservations[request_id]
@@ -149,7 +161,6 @@ class BudgetBook:
             for book in books.values():
                 for start in [start for start in book if start < today]:
                     del book[start]
-        return self._now_ms
 
     def _add(self, books: dict[Window, defaultdict[int, int]], at_ms: int, micros: int) -> None:
         for window in WINDOWS:
