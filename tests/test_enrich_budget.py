@@ -31,10 +31,10 @@ def _pipeline() -> str:
 
 @asynccontextmanager
 async def _ledger(
-    kafka: KafkaService, pipeline: str, config: BudgetConfig, worker: str = "worker-a"
+    kafka: KafkaService, pipeline: str, config: BudgetConfig, worker: str = "worker-a", checkpoint_every: int = 10_000
 ) -> AsyncIterator[BudgetLedger]:
     ledger = BudgetLedger(KafkaSettings.model_validate({"bootstrap.servers": kafka.bootstrap}), pipeline, "llm",
-                          config, worker)
+                          config, worker, checkpoint_every=checkpoint_every)
     await ledger.start()
     try:
         yield ledger
@@ -145,6 +145,32 @@ async def test_a_restarted_worker_sees_the_spend_so_far(kafka: KafkaService) -> 
         assert other_pipeline.spent("day") == other_pipeline.reserved("day") == 0
         assert isinstance(await after.reserve(0.40), Grant)
         assert isinstance(await after.reserve(0.01), Refused)
+
+
+async def test_a_restarted_worker_starts_from_the_latest_checkpoint_and_decides_the_same(kafka: KafkaService) -> None:
+    pipeline, config = _pipeline(), BudgetConfig(usd_per_day=1.00)
+    async def calls(ledger: BudgetLedger, count: int) -> None:
+        for _ in range(count):
+            grant = await ledger.reserve(0.10)
+            assert isinstance(grant, Grant)
+            await ledger.settle(grant, 0.05)
+
+    async with _ledger(kafka, pipeline, config, checkpoint_every=4) as before:
+        await calls(before, 3)
+        still_running = await before.reserve(0.20)
+        assert isinstance(still_running, Grant)
+        # Eight more records of the step: a checkpoint is written after the open reservation's record.
+        await calls(before, 4)
+        await before.catch_up()
+        first_read = before.replayed_from
+    async with _ledger(kafka, pipeline, config) as after:
+        assert after.replayed_from > first_read  # not the whole day: after a checkpoint
+        assert after.spent("day") == pytest.approx(0.35)
+        assert after.reserved("day") == pytest.approx(0.20)
+        await after.settle(still_running, 0.10)  # the reservation restored from the checkpoint settles like any
+        await after.catch_up()
+        assert after.spent("day") == pytest.approx(0.45)
+        assert after.reserved("day") == 0
 
 
 @pytest.mark.parametrize("window", ["hour", "day"])

@@ -9,12 +9,14 @@ Before a provider call a worker appends a RESERVE record (pipeline, step, worker
 reads the partition up to that record; every worker applies the same rule (`budget_book.BudgetBook`) to the same
 records in offset order, so all of them agree on which reservations were granted, and only the last grant before a
 limit can cross it. After the call the worker appends SETTLE (the actual USD). A worker that starts (or restarts)
-reads from the first record of the current UTC day, found with `offsets_for_times`, so it knows the spend so far.
+knows the spend so far: it restores its step's latest checkpoint of today (`_headwater.budgets.checkpoints`) and
+reads the records after it, or, with none, reads from the day's first record, found with `offsets_for_times`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import time
@@ -47,11 +49,15 @@ __all__ = ["BUDGET_TOPIC", "BudgetConfig", "BudgetLedger", "BudgetTopicError", "
 log = logging.getLogger(__name__)
 
 BUDGET_TOPIC = "_headwater.budgets"
+CHECKPOINT_TOPIC = "_headwater.budgets.checkpoints"
 _TOPIC_CONFIG = {
     "cleanup.policy": "delete",
     "retention.ms": str(49 * 3_600_000),  # the current day from any moment of it, plus slack
     "message.timestamp.type": "LogAppendTime",
 }
+# Compacted to each step's latest checkpoint; hourly segments, so the part not yet compacted stays short to read.
+_CHECKPOINT_CONFIG = {"cleanup.policy": "compact", "segment.ms": str(3_600_000), "min.cleanable.dirty.ratio": "0.1"}
+CHECKPOINT_EVERY = 10_000
 DECISION_TIMEOUT_SECONDS = 30.0
 CLOCK_MARGIN_MS = 60_000
 _FETCH_WAIT_MS = 20  # the broker answers a fetch as soon as a record arrives; this only bounds an idle poll
@@ -111,7 +117,9 @@ def _today_start_ms() -> int:
 def ensure_budget_topic(kafka: KafkaSettings) -> None:
     """Create the budget topic if missing and check its layout (blocking: run it in a thread)."""
     admin = cluster.wait_for_broker(kafka, deadline=30)
-    cluster.ensure_topics(admin, [BUDGET_TOPIC], 1, {BUDGET_TOPIC: _TOPIC_CONFIG})
+    cluster.ensure_topics(
+        admin, [BUDGET_TOPIC, CHECKPOINT_TOPIC], 1, {BUDGET_TOPIC: _TOPIC_CONFIG, CHECKPOINT_TOPIC: _CHECKPOINT_CONFIG}
+    )
     partitions = cluster.partition_count(admin, BUDGET_TOPIC)
     if partitions != 1:
         raise BudgetTopicError(f"topic {BUDGET_TOPIC} has {partitions} partitions; budgets need exactly 1")
@@ -125,16 +133,27 @@ def ensure_budget_topic(kafka: KafkaSettings) -> None:
 
 
 class BudgetLedger:
-    """One worker's view of a pipeline step's budget: reserve before a call, settle after it."""
+    """One worker's view of a pipeline step's budget: reserve before a call, settle after it.
+
+    Every `checkpoint_every` records of its step a worker writes the book's state, with the offset it holds up to,
+    to the compacted `_headwater.budgets.checkpoints`: a worker that starts restores the latest checkpoint of today
+    and reads only the records after it, instead of the whole day (46,000 records a second here: a one-call-per-record
+    step at 1,280 calls a second writes 220 million a day).
+    """
 
     def __init__(
-        self, kafka: KafkaSettings, pipeline: str, step: str, config: BudgetConfig, worker_id: str
+        self, kafka: KafkaSettings, pipeline: str, step: str, config: BudgetConfig, worker_id: str, *,
+        checkpoint_every: int = CHECKPOINT_EVERY,
     ) -> None:
         self.kafka = kafka
         self.pipeline = pipeline
         self.step = step
         self.config = config
         self.worker_id = worker_id
+        self.checkpoint_every = checkpoint_every
+        self.replayed_from = 0
+        """The offset of `_headwater.budgets` this worker started reading at: the day's first, or after a checkpoint."""
+        self._since_checkpoint = 0
         self._key = json.dumps([pipeline, step]).encode()
         self._book = BudgetBook(config.limits(), timedelta(seconds=config.reservation_timeout_seconds))
         self._partition = TopicPartition(BUDGET_TOPIC, 0)
@@ -162,6 +181,12 @@ class BudgetLedger:
             end = await self._end_offset()
             found = await self._consumer.offsets_for_times({self._partition: _today_start_ms()})
             first = found[self._partition].offset if found.get(self._partition) is not None else end
+            checkpoint = await self._latest_checkpoint()
+            # Only a checkpoint of today (not older than the day's first record) within the topic as it is now.
+            if checkpoint is not None and first <= checkpoint[0] + 1 <= end:
+                self._book.restore(checkpoint[1])
+                first = checkpoint[0] + 1
+            self.replayed_from = first
             self._consumer.seek(self._partition, first)
             self._applied_offset = first - 1
             self._following = True
@@ -224,7 +249,7 @@ class BudgetLedger:
         record = {"type": "settle", "pipeline": self.pipeline, "step": self.step, "worker": self.worker_id,
                   "request": grant.request_id, "usd": actual_usd}
         delivery = await producer.send(BUDGET_TOPIC, json.dumps(record).encode(), key=self._key, partition=0)
-        delivery.add_done_callback(self._settle_delivered)
+        delivery.add_done_callback(functools.partial(self._delivered, "settle"))
 
     def spent(self, window: Window) -> float:
         """USD spent in the current UTC hour or day, as far as this worker has read."""
@@ -258,15 +283,49 @@ class BudgetLedger:
         if self._applied_offset < offset:
             raise LedgerUnavailable(self.step, f"budget topic {BUDGET_TOPIC} follower stopped")
 
+    async def _latest_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
+        """This step's latest checkpoint: the offset of `_headwater.budgets` it holds up to, and the book's state."""
+        reader = clients.aiokafka_consumer(self.kafka, group_id=None, enable_auto_commit=False,
+                                           fetch_max_wait_ms=_FETCH_WAIT_MS)
+        partition = TopicPartition(CHECKPOINT_TOPIC, 0)
+        latest: bytes | None = None
+        try:
+            await reader.start()
+            reader.assign([partition])
+            end = (await reader.end_offsets([partition]))[partition]
+            await reader.seek_to_beginning(partition)
+            while await reader.position(partition) < end:
+                batches = await reader.getmany(partition, timeout_ms=1000)
+                for record in batches.get(partition, []):
+                    if record.key == self._key:
+                        latest = record.value
+        finally:
+            await reader.stop()
+        if latest is None:
+            return None
+        checkpoint = json.loads(latest)
+        return int(checkpoint["offset"]), checkpoint["book"]
+
+    async def _checkpoint(self, producer: AIOKafkaProducer) -> None:
+        """The book's state as of the last record applied; not awaited, since a lost checkpoint only means a longer
+        read at the next start."""
+        value = json.dumps({"offset": self._applied_offset, "worker": self.worker_id, "book": self._book.snapshot()})
+        delivery = await producer.send(CHECKPOINT_TOPIC, value.encode(), key=self._key, partition=0)
+        delivery.add_done_callback(functools.partial(self._delivered, "checkpoint"))
+        self._since_checkpoint = 0
+
     async def _follow(self) -> None:
-        assert self._consumer is not None
+        assert self._consumer is not None and self._producer is not None
         try:
             while True:
                 batches = await self._consumer.getmany(self._partition, timeout_ms=1000)
                 for record in batches.get(self._partition, []):
                     if record.key == self._key:
                         self._apply(record)
+                        self._since_checkpoint += 1
                     self._applied_offset = record.offset
+                if self._since_checkpoint >= self.checkpoint_every:
+                    await self._checkpoint(self._producer)
                 async with self._advanced:
                     self._advanced.notify_all()
         finally:
@@ -295,7 +354,7 @@ class BudgetLedger:
             if not waiting.done():
                 waiting.set_exception(LedgerUnavailable(self.step, f"budget topic {BUDGET_TOPIC}: {reason}"))
 
-    def _settle_delivered(self, delivery: asyncio.Future[Any]) -> None:
+    def _delivered(self, what: str, delivery: asyncio.Future[Any]) -> None:
         if not delivery.cancelled() and delivery.exception() is not None:
-            log.warning("event=budget_settle_lost pipeline=%s step=%s error=%s", self.pipeline, self.step,
+            log.warning("event=budget_%s_lost pipeline=%s step=%s error=%s", what, self.pipeline, self.step,
                         type(delivery.exception()).__name__)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 Window = Literal["hour", "day"]
 WINDOWS: tuple[Window, ...] = ("hour", "day")
@@ -117,6 +117,28 @@ class BudgetBook:
                 return
             self._add(self._spent, reservation.at_ms, -reservation.micros)
         self._add(self._spent, reservation.at_ms, micros)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as JSON-ready data: a worker that restores it and applies the records after the last one
+        this book applied decides exactly as this book would."""
+        return {
+            "now_ms": self._now_ms,
+            "spent": {window: list(book.items()) for window, book in self._spent.items()},
+            "reserved": {window: list(book.items()) for window, book in self._reserved.items()},
+            "open": [[key, value.at_ms, value.micros] for key, value in self._open.items()],
+            "expired": [[key, value.at_ms, value.micros] for key, value in self._expired.items()],
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self._now_ms = int(snapshot["now_ms"])
+        self._today = window_start_ms("day", self._now_ms)
+        for window in WINDOWS:
+            self._spent[window] = defaultdict(int, {int(start): int(micros) for start, micros in
+                                                    snapshot["spent"][window]})
+            self._reserved[window] = defaultdict(int, {int(start): int(micros) for start, micros in
+                                                       snapshot["reserved"][window]})
+        self._open = {key: _Reservation(int(at_ms), int(micros)) for key, at_ms, micros in snapshot["open"]}
+        self._expired = {key: _Reservation(int(at_ms), int(micros)) for key, at_ms, micros in snapshot["expired"]}
 
     def spent(self, window: Window, now_ms: int) -> int:
         """Spent in the window holding `now_ms`, counting reservations that are past their timeout by then."""
