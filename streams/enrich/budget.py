@@ -286,14 +286,15 @@ class BudgetLedger:
     async def _latest_checkpoint(self) -> tuple[int, dict[str, Any]] | None:
         """This step's latest checkpoint: the offset of `_headwater.budgets` it holds up to, and the book's state."""
         reader = clients.aiokafka_consumer(self.kafka, group_id=None, enable_auto_commit=False,
-                                           fetch_max_wait_ms=_FETCH_WAIT_MS)
+                                           fetch_max_wait_ms=_FETCH_WAIT_MS, auto_offset_reset="earliest")
         partition = TopicPartition(CHECKPOINT_TOPIC, 0)
         latest: bytes | None = None
         try:
             await reader.start()
             reader.assign([partition])
             end = (await reader.end_offsets([partition]))[partition]
-            await reader.seek_to_beginning(partition)
+            # An explicit offset: `seek_to_beginning` right after `assign` can resolve to the end instead.
+            reader.seek(partition, (await reader.beginning_offsets([partition]))[partition])
             while await reader.position(partition) < end:
                 batches = await reader.getmany(partition, timeout_ms=1000)
                 for record in batches.get(partition, []):
