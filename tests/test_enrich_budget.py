@@ -72,21 +72,21 @@ def _ms(text: str) -> int:
 
 
 def test_the_hour_resets_on_the_clock_hour_while_the_day_keeps_counting() -> None:
-    book = BudgetBook({"hour": 1.00, "day": 1.50}, timedelta(minutes=10))
-    assert isinstance(book.reserve("r1", to_micros(1.00), _ms("2026-12-01T10:59:59.900+00:00")), Grant)
-    refused = book.reserve("r2", to_micros(0.30), _ms("2026-12-01T10:59:59.950+00:00"))
+    book, limits = BudgetBook(timedelta(minutes=10)), {"hour": to_micros(1.00), "day": to_micros(1.50)}
+    assert isinstance(book.reserve("r1", to_micros(1.00), _ms("2026-12-01T10:59:59.900+00:00"), limits), Grant)
+    refused = book.reserve("r2", to_micros(0.30), _ms("2026-12-01T10:59:59.950+00:00"), limits)
     assert isinstance(refused, Refused) and refused.window == "hour"
     assert refused.resets_at == datetime(2026, 12, 1, 11, tzinfo=UTC)
-    assert isinstance(book.reserve("r3", to_micros(0.60), _ms("2026-12-01T11:00:00.000+00:00")), Grant)
+    assert isinstance(book.reserve("r3", to_micros(0.60), _ms("2026-12-01T11:00:00.000+00:00"), limits), Grant)
     # The day (1.00 + 0.60 reserved) is used up now; its refusal outlasts any hour's.
-    refused = book.reserve("r4", to_micros(0.10), _ms("2026-12-01T11:00:01.000+00:00"))
+    refused = book.reserve("r4", to_micros(0.10), _ms("2026-12-01T11:00:01.000+00:00"), limits)
     assert isinstance(refused, Refused) and refused.window == "day"
     assert refused.resets_at == datetime(2026, 12, 2, tzinfo=UTC)
 
 
 def test_a_settlement_is_charged_to_the_windows_of_its_reservation() -> None:
-    book = BudgetBook({"hour": 1.00}, timedelta(minutes=10))
-    book.reserve("r1", to_micros(0.80), _ms("2026-12-01T10:59:59+00:00"))
+    book, limits = BudgetBook(timedelta(minutes=10)), {"hour": to_micros(1.00)}
+    book.reserve("r1", to_micros(0.80), _ms("2026-12-01T10:59:59+00:00"), limits)
     book.settle("r1", to_micros(0.50), _ms("2026-12-01T11:00:02+00:00"))
     assert book.spent("hour", _ms("2026-12-01T10:30:00+00:00")) == to_micros(0.50)
     assert book.spent("hour", _ms("2026-12-01T11:00:03+00:00")) == 0
@@ -94,11 +94,11 @@ def test_a_settlement_is_charged_to_the_windows_of_its_reservation() -> None:
 
 
 def test_a_late_timestamp_cannot_reopen_a_day_that_is_over() -> None:
-    book = BudgetBook({"day": 1.00}, timedelta(minutes=10))
-    book.reserve("r1", to_micros(2.00), _ms("2026-12-01T23:59:00+00:00"))
-    book.reserve("r2", to_micros(0.10), _ms("2026-12-02T00:00:01+00:00"))
+    book, limits = BudgetBook(timedelta(minutes=10)), {"day": to_micros(1.00)}
+    book.reserve("r1", to_micros(2.00), _ms("2026-12-01T23:59:00+00:00"), limits)
+    book.reserve("r2", to_micros(0.10), _ms("2026-12-02T00:00:01+00:00"), limits)
     # Stamped before midnight but read after it: counted at the book's time, in the new day.
-    decision = book.reserve("r3", to_micros(0.10), _ms("2026-12-01T23:59:30+00:00"))
+    decision = book.reserve("r3", to_micros(0.10), _ms("2026-12-01T23:59:30+00:00"), limits)
     assert isinstance(decision, Grant) and decision.reserved_at == datetime(2026, 12, 2, 0, 0, 1, tzinfo=UTC)
     assert book.reserved("day", _ms("2026-12-02T00:00:02+00:00")) == to_micros(0.20)
 
@@ -117,6 +117,18 @@ async def test_two_workers_racing_overspend_by_at_most_one_batch_and_agree_on_th
         await b.catch_up()
         assert a.spent("day") == b.spent("day") == pytest.approx(sum(grant.estimate_usd for grant in grants))
         assert a.reserved("day") == b.reserved("day") == 0
+
+
+async def test_workers_with_a_budget_change_half_rolled_out_agree_on_every_reservation(kafka: KafkaService) -> None:
+    pipeline = _pipeline()
+    async with _ledger(kafka, pipeline, BudgetConfig(usd_per_day=1.00), "old") as old, \
+            _ledger(kafka, pipeline, BudgetConfig(usd_per_day=2.00), "new") as new:
+        assert isinstance(await old.reserve(1.20), Grant)
+        assert isinstance(await new.reserve(0.50), Grant)  # within the new worker's 2.00
+        assert isinstance(await old.reserve(0.10), Refused)  # past the old worker's 1.00
+        await old.catch_up()
+        await new.catch_up()
+        assert old.reserved("day") == new.reserved("day") == pytest.approx(1.70)
 
 
 async def test_settling_for_less_than_the_estimate_releases_the_rest(kafka: KafkaService) -> None:

@@ -5,12 +5,13 @@ state they share is a Kafka topic: `_headwater.budgets`, one partition (one tota
 retained by time (two days: enough to rebuild the current day), with broker-assigned timestamps (LogAppendTime), so
 the windows a record counts in come from one clock and grow with the offset.
 
-Before a provider call a worker appends a RESERVE record (pipeline, step, worker, request id, estimated USD) and
-reads the partition up to that record; every worker applies the same rule (`budget_book.BudgetBook`) to the same
-records in offset order, so all of them agree on which reservations were granted, and only the last grant before a
-limit can cross it. After the call the worker appends SETTLE (the actual USD). A worker that starts (or restarts)
-knows the spend so far: it restores its step's latest checkpoint of today (`_headwater.budgets.checkpoints`) and
-reads the records after it, or, with none, reads from the day's first record, found with `offsets_for_times`.
+Before a provider call a worker appends a RESERVE record (pipeline, step, worker, request id, estimated USD, the
+limits) and reads the partition up to that record; every worker applies the same rule (`budget_book.BudgetBook`)
+to the same records in offset order, so all of them agree on which reservations were granted (each judged by the
+limits it carries, so they agree while a changed budget rolls out too), and only the last grant before a limit can
+cross it. After the call the worker appends SETTLE (the actual USD). A worker that starts (or restarts) knows the
+spend so far: it restores its step's latest checkpoint of today (`_headwater.budgets.checkpoints`) and reads the
+records after it, or, with none, reads from the day's first record, found with `offsets_for_times`.
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class BudgetConfig(BaseModel):
         return self
 
     def limits(self) -> dict[Window, float]:
+        """USD per window, for the windows this budget limits."""
         limits: dict[Window, float] = {}
         if self.usd_per_hour is not None:
             limits["hour"] = self.usd_per_hour
@@ -137,8 +139,8 @@ class BudgetLedger:
 
     Every `checkpoint_every` records of its step a worker writes the book's state, with the offset it holds up to,
     to the compacted `_headwater.budgets.checkpoints`: a worker that starts restores the latest checkpoint of today
-    and reads only the records after it, instead of the whole day (46,000 records a second here: a one-call-per-record
-    step at 1,280 calls a second writes 220 million a day).
+    and reads only the records after it, instead of the whole day (read at 46,000 of its step's records a second
+    here, while a one-call-per-record step at 1,280 calls a second writes 220 million a day).
     """
 
     def __init__(
@@ -155,7 +157,7 @@ class BudgetLedger:
         """The offset of `_headwater.budgets` this worker started reading at: the day's first, or after a checkpoint."""
         self._since_checkpoint = 0
         self._key = json.dumps([pipeline, step]).encode()
-        self._book = BudgetBook(config.limits(), timedelta(seconds=config.reservation_timeout_seconds))
+        self._book = BudgetBook(timedelta(seconds=config.reservation_timeout_seconds))
         self._partition = TopicPartition(BUDGET_TOPIC, 0)
         self._awaiting: dict[str, asyncio.Future[Decision]] = {}
         self._applied_offset = -1
@@ -192,7 +194,7 @@ class BudgetLedger:
             self._following = True
             self._follower = asyncio.create_task(self._follow(), name=f"budget-{self.pipeline}-{self.step}")
             self._follower.add_done_callback(self._follower_ended)
-            # As long as today's records take to read (about 100,000 a second), however many there are.
+            # As long as the records since the checkpoint or the day's start take to read, however many there are.
             await self._wait_applied(end - 1, limit_seconds=None)
         except BaseException:
             await self.close()
@@ -223,7 +225,8 @@ class BudgetLedger:
         decided: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
         self._awaiting[request_id] = decided
         record = {"type": "reserve", "pipeline": self.pipeline, "step": self.step, "worker": self.worker_id,
-                  "request": request_id, "usd": estimate_usd, "sent_at": datetime.now(UTC).isoformat()}
+                  "request": request_id, "usd": estimate_usd, "limits": self.config.limits(),
+                  "sent_at": datetime.now(UTC).isoformat()}
         try:
             async with asyncio.timeout(DECISION_TIMEOUT_SECONDS):
                 await producer.send_and_wait(BUDGET_TOPIC, json.dumps(record).encode(), key=self._key, partition=0)
@@ -339,7 +342,8 @@ class BudgetLedger:
         entry = json.loads(record.value)
         micros = to_micros(float(entry["usd"]))
         if entry["type"] == "reserve":
-            decision = self._book.reserve(entry["request"], micros, record.timestamp)
+            limits = {window: to_micros(float(usd)) for window, usd in entry["limits"].items()}
+            decision = self._book.reserve(entry["request"], micros, record.timestamp, limits)
             waiting = self._awaiting.get(entry["request"])
             if waiting is not None and not waiting.done():
                 waiting.set_result(decision)

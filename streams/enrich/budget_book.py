@@ -5,8 +5,8 @@ applies the budget topic's records in offset order reaches the same decisions. A
 so sums are exact and identical everywhere, whatever order of float rounding a worker would otherwise hit.
 
 - A reservation is granted iff, in both the hour and the day (UTC clock windows) its timestamp falls in, what was
-  spent plus what is still reserved is below the limit. Only the grant that crosses a limit is admitted past it,
-  so the workers together overspend by at most one batch.
+  spent plus what is still reserved is below the limit the reservation carries. Only the grant that crosses a limit
+  is admitted past it, so the workers together overspend by at most one batch.
 - A settlement replaces a reservation's estimate by the actual amount, charged to the reservation's windows.
 - A reservation not settled within `reservation_timeout` expires: its worker vanished, and the call it covered may
   have been billed, so its estimate is charged as spent. That is why expiring never frees budget (freeing it could
@@ -17,6 +17,7 @@ so sums are exact and identical everywhere, whatever order of float rounding a w
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -25,6 +26,7 @@ Window = Literal["hour", "day"]
 WINDOWS: tuple[Window, ...] = ("hour", "day")
 _WINDOW_MS: dict[Window, int] = {"hour": 3_600_000, "day": 86_400_000}
 MICROS_PER_USD = 1_000_000
+_CHECK_ORDER: tuple[Window, ...] = ("day", "hour")  # a refusal names the window that stays used up longest
 
 
 def to_micros(usd: float) -> int:
@@ -80,10 +82,7 @@ class _Reservation:
 class BudgetBook:
     """Spend and open reservations of one pipeline step, per UTC hour and day."""
 
-    def __init__(self, limits_usd: dict[Window, float], reservation_timeout: timedelta) -> None:
-        self.limits = {window: to_micros(usd) for window, usd in limits_usd.items()}
-        # The day first: a refusal names the window that stays used up longest.
-        self._check_order = sorted(self.limits, key=lambda window: window != "day")
+    def __init__(self, reservation_timeout: timedelta) -> None:
         self.timeout_ms = int(reservation_timeout.total_seconds() * 1000)
         self._spent: dict[Window, defaultdict[int, int]] = {window: defaultdict(int) for window in WINDOWS}
         self._reserved: dict[Window, defaultdict[int, int]] = {window: defaultdict(int) for window in WINDOWS}
@@ -93,12 +92,16 @@ class BudgetBook:
         self._now_ms = 0
         self._today = 0
 
-    def reserve(self, request_id: str, micros: int, at_ms: int) -> Decision:
+    def reserve(self, request_id: str, micros: int, at_ms: int, limits: Mapping[Window, int]) -> Decision:
+        """Decide a reservation by the limits it carries (micro-dollars per window), so workers agree on it even
+        while a changed budget rolls out to some of them."""
         at_ms = self._advance(at_ms)
         reserved_at = from_ms(at_ms)
-        for window in self._check_order:
+        for window in _CHECK_ORDER:
+            if window not in limits:
+                continue
             start = window_start_ms(window, at_ms)
-            if self._spent[window][start] + self._reserved[window][start] >= self.limits[window]:
+            if self._spent[window][start] + self._reserved[window][start] >= limits[window]:
                 return Refused(request_id, window, window_end(window, at_ms), reserved_at)
         self._open[request_id] = _Reservation(at_ms, micros)
         self._add(self._reserved, at_ms, micros)
