@@ -174,6 +174,8 @@ def up_command(
     warehouse: bool = typer.Option(True, "--warehouse/--no-warehouse", help="Load the results into DuckDB."),
     runtime: RuntimeName = RuntimeOption,
     startup_timeout: float = StartupTimeout,
+    llm: bool = typer.Option(True, "--llm/--no-llm", help="Add the LLM step (intent, urgency) to crm_contacts, "
+                                                          "answered by a local OpenAI-compatible fake."),
 ) -> None:
     """Start broker and registry locally, run a messy sample through both pipelines, summarise, stop everything.
 
@@ -182,7 +184,7 @@ def up_command(
 
     try:
         up(UpOptions(data_dir=data_dir, records=records, seed=seed, rate=rate, warehouse=warehouse, runtime=runtime,
-                     startup_timeout=startup_timeout), console)
+                     startup_timeout=startup_timeout, llm=llm), console)
     except KeyboardInterrupt:
         err.print("interrupted; stopped everything `up` started")
         raise typer.Exit(130) from None

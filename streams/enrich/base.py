@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from headwater import fields
+from streams.enrich.budget_config import BudgetConfig
 from streams.enrich.pricing import FREE, PriceList
 
 T = TypeVar("T")
@@ -107,6 +108,9 @@ class ProviderConfig(BaseModel):
     )
     redact: list[PiiKind] = Field(
         default_factory=list, description="PII kinds replaced by typed placeholders in what a third party is sent."
+    )
+    budget: BudgetConfig | None = Field(
+        None, description="Most USD this step may spend per hour or day, all workers of the pipeline together."
     )
 
 

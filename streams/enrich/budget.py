@@ -23,12 +23,11 @@ import logging
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from confluent_kafka.admin._config import ConfigResource
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from headwater.kafka import clients, cluster
 from headwater.kafka.config import KafkaSettings
@@ -43,6 +42,7 @@ from streams.enrich.budget_book import (
     to_usd,
     window_start_ms,
 )
+from streams.enrich.budget_config import BudgetConfig
 
 __all__ = ["BUDGET_TOPIC", "BudgetConfig", "BudgetLedger", "BudgetTopicError", "Grant", "LedgerUnavailable",
            "Refused", "Window"]
@@ -62,40 +62,6 @@ CHECKPOINT_EVERY = 10_000
 DECISION_TIMEOUT_SECONDS = 30.0
 CLOCK_MARGIN_MS = 60_000
 _FETCH_WAIT_MS = 20  # the broker answers a fetch as soon as a record arrives; this only bounds an idle poll
-
-
-class BudgetConfig(BaseModel):
-    """What one enrichment step may spend, all workers of the pipeline together."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    usd_per_hour: float | None = Field(None, gt=0, description="Most USD spent per UTC clock hour.")
-    usd_per_day: float | None = Field(None, gt=0, description="Most USD spent per UTC day.")
-    on_exceed: Literal["pause", "skip", "dead_letter"] = Field(
-        "pause",
-        description="With the budget used up: wait for the window to reset (pause), pass records without this "
-        "enrichment and say so in `hw-enrich` (skip), or dead-letter them with reason `budget` (dead_letter).",
-    )
-    reservation_timeout_seconds: float = Field(
-        600.0, gt=0,
-        description="A reservation not settled by then belongs to a worker that vanished: its estimate is charged "
-        "as spent. Longer than a call with all its retries.",
-    )
-
-    @model_validator(mode="after")
-    def _some_limit(self) -> BudgetConfig:
-        if self.usd_per_hour is None and self.usd_per_day is None:
-            raise ValueError("a budget needs usd_per_hour, usd_per_day or both")
-        return self
-
-    def limits(self) -> dict[Window, float]:
-        """USD per window, for the windows this budget limits."""
-        limits: dict[Window, float] = {}
-        if self.usd_per_hour is not None:
-            limits["hour"] = self.usd_per_hour
-        if self.usd_per_day is not None:
-            limits["day"] = self.usd_per_day
-        return limits
 
 
 class BudgetTopicError(RuntimeError):

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from headwater.envelope import enrich_header
+from headwater.kafka.config import KafkaSettings
 from streams.enrich import metrics
 from streams.enrich.base import (
     Enriched,
@@ -27,10 +28,12 @@ from streams.enrich.base import (
     ProviderStartError,
     ProviderUnavailable,
 )
+from streams.enrich.budget_book import Refused
 from streams.enrich.cache import CachedResult, ResultCache, cache_keys
 from streams.enrich.calls import ProviderCalls
 from streams.enrich.inputs import InputShaper, Redacts
 from streams.enrich.pricing import PriceList
+from streams.enrich.spending import StepBudget, refusal_reason
 
 log = logging.getLogger(__name__)
 Record = dict[str, Any]
@@ -70,16 +73,32 @@ class Used:
     cost_usd: float = 0.0
     billed: Mapping[str, float] | None = None
     cache_hit: bool = False
+    skipped: str | None = None
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """One outcome per record, and the positions answered from the cache or skipped for the budget."""
+
+    outcomes: list[EnrichOutcome]
+    hits: set[int]
+    skipped: set[int]
 
 
 class Step:
     """One provider of the pipeline with its call discipline, input shaping, cache and prices."""
 
     def __init__(
-        self, provider: Provider, pipeline: str, redactor: Redacts | None, cache: ResultCache | None
+        self,
+        provider: Provider,
+        pipeline: str,
+        redactor: Redacts | None,
+        cache: ResultCache | None,
+        budget: StepBudget | None = None,
     ) -> None:
         self.provider = provider
         self.pipeline = pipeline
+        self.budget = budget
         self.cache = cache if provider.uses_cache() else None
         self._options = provider.config.model_dump()
         self._hits = metrics.CACHE_HITS.labels(pipeline, provider.name)
@@ -109,9 +128,8 @@ class Step:
             singles = await _gathered([self._run_chunk([record]) for record in chunk])
             return [outcomes[0] for outcomes in singles]
 
-    async def run(self, records: Sequence[Mapping[str, Any]]) -> tuple[list[EnrichOutcome], set[int]]:
-        """One outcome per record, and the positions answered from the cache; raises `ProviderUnavailable` for an
-        outage."""
+    async def run(self, records: Sequence[Mapping[str, Any]]) -> StepResult:
+        """Raises `ProviderUnavailable` for an outage (and `BudgetPaused` for a spent budget set to pause)."""
         outcomes: list[EnrichOutcome | None] = [None] * len(records)
         sent: list[Mapping[str, Any]] = []
         positions: list[int] = []
@@ -139,7 +157,13 @@ class Step:
                 sent = [sent[at] for at in missed]
                 positions = [positions[at] for at in missed]
                 keys = [keys[at] for at in missed]
-        await self._call(sent, positions, outcomes)
+        skipped: set[int] = set()
+        if self.budget is not None and sent:
+            refused = await self.budget.spend(len(sent), lambda: self._call_priced(sent, positions, outcomes))
+            if refused is not None:
+                self._refuse(refused, positions, outcomes, skipped)
+        else:
+            await self._call(sent, positions, outcomes)
         if self.cache is not None and keys:
             fresh = {
                 key: CachedResult(outcome.fields, outcome.billed)
@@ -148,7 +172,31 @@ class Step:
             }
             if fresh:
                 await self.cache.put_many(fresh)
-        return cast(list[EnrichOutcome], outcomes), hits
+        return StepResult(cast(list[EnrichOutcome], outcomes), hits, skipped)
+
+    def _refuse(
+        self, refused: Refused, positions: list[int], outcomes: list[EnrichOutcome | None], skipped: set[int]
+    ) -> None:
+        """The budget refused the batch: the records pass without this step, or are dead-lettered for it."""
+        assert self.budget is not None
+        if self.budget.config.on_exceed == "skip":
+            for position in positions:
+                outcomes[position] = Enriched({})
+                skipped.add(position)
+            return
+        reason = refusal_reason(self.budget.step, refused, self.budget.limit(refused))
+        for position in positions:
+            outcomes[position] = EnrichFailure("budget", reason)
+
+    async def _call_priced(
+        self, sent: list[Mapping[str, Any]], positions: list[int], outcomes: list[EnrichOutcome | None]
+    ) -> float:
+        await self._call(sent, positions, outcomes)
+        return sum(
+            self.prices.cost(outcome.billed)
+            for position in positions
+            if isinstance(outcome := outcomes[position], Enriched) and outcome.billed
+        )
 
     async def _call(
         self, sent: list[Mapping[str, Any]], positions: list[int], outcomes: list[EnrichOutcome | None]
@@ -200,12 +248,23 @@ class EnrichStage:
         pipeline: str = "",
         redactor: Redacts | None = None,
         cache: ResultCache | None = None,
+        kafka: KafkaSettings | None = None,
     ) -> None:
         self.providers = list(providers)
         self.pipeline = pipeline
         self.cache = cache
-        self.steps = [Step(provider, pipeline, redactor, cache) for provider in providers]
         self.keys = _step_keys(self.providers)
+        self.budgets = [
+            StepBudget(kafka, pipeline, key, provider.config.budget)
+            if kafka is not None and provider.config.budget is not None else None
+            for provider, key in zip(self.providers, self.keys, strict=True)
+        ]
+        if kafka is None and any(provider.config.budget for provider in self.providers):
+            log.warning("event=budget_not_enforced pipeline=%s reason=no_kafka", pipeline)
+        self.steps = [
+            Step(provider, pipeline, redactor, cache, budget)
+            for provider, budget in zip(self.providers, self.budgets, strict=True)
+        ]
         self.cost_usd: dict[str, float] = dict.fromkeys(self.keys, 0.0)
         self._free_header = self._header({})
         self._started = False
@@ -215,6 +274,14 @@ class EnrichStage:
         that cannot, and the ones started are closed."""
         if self._started:
             return
+        budgets = [budget for budget in self.budgets if budget is not None]
+        for index, budget in enumerate(budgets):
+            try:
+                await budget.start()
+            except BaseException:
+                for started_budget in budgets[:index]:
+                    await started_budget.close()
+                raise
         started: list[Provider] = []
         try:
             for provider in self.providers:
@@ -226,6 +293,8 @@ class EnrichStage:
         except BaseException:
             for provider in started:
                 await provider.close()
+            for budget in budgets:
+                await budget.close()
             raise
         self._started = True
 
@@ -234,6 +303,9 @@ class EnrichStage:
             self._started = False
             for provider in self.providers:
                 await provider.close()
+            for budget in self.budgets:
+                if budget is not None:
+                    await budget.close()
         if self.cache is not None:
             await self.cache.close()
 
@@ -246,14 +318,17 @@ class EnrichStage:
         used: list[dict[str, Used]] = [{} for _ in records]
         for step, name in zip(self.steps, self.keys, strict=True):
             live = [index for index, failure in enumerate(failures) if failure is None]
-            outcomes, hits = await step.run([records[index] for index in live])
-            for position, (index, outcome) in enumerate(zip(live, outcomes, strict=True)):
+            result = await step.run([records[index] for index in live])
+            for position, (index, outcome) in enumerate(zip(live, result.outcomes, strict=True)):
                 if isinstance(outcome, EnrichFailure):
                     failures[index] = outcome
                     continue
                 records[index].update(outcome.fields)
-                if position in hits:
+                if position in result.hits:
                     used[index][name] = Used(cache_hit=True)
+                    continue
+                if position in result.skipped:
+                    used[index][name] = Used(skipped="budget")
                     continue
                 spent = step.account(outcome)
                 if spent.billed:
@@ -270,5 +345,7 @@ class EnrichStage:
                 if spent.billed and quantity in spent.billed:
                     entry[quantity] = spent.billed[quantity]
             entry["cache_hit"] = spent.cache_hit
+            if spent.skipped:
+                entry["skipped"] = spent.skipped
             entries[name] = entry
         return enrich_header(entries)

@@ -108,6 +108,7 @@ def prepare(
         max_bytes=lambda topic: limits.get(topic, clients.DEFAULT_MAX_MESSAGE_BYTES),
         claim_check=oversized.ClaimCheck(claim_check) if claim_check is not None else None,
         enrich_settings=settings.enrich,
+        kafka=settings.kafka,
     )
     log.info("event=pipeline_ready pipeline=%s schema_out=%d dead_letter_limit=%d",
              config.label, engine.schema_out, limits[config.dlq_topic])

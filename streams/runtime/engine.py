@@ -19,6 +19,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro.validation import ValidationError, validate
 
 from headwater import envelope
+from headwater.kafka.config import KafkaSettings
 from headwater.oversized import ClaimCheck
 from headwater.settings import EnrichSettings
 from quality.validator import QualityValidator, Verdict
@@ -73,6 +74,7 @@ class PipelineEngine:
         max_bytes: Callable[[str], int] = lambda topic: 1_000_000,
         claim_check: ClaimCheck | None = None,
         enrich_settings: EnrichSettings | None = None,
+        kafka: KafkaSettings | None = None,
     ) -> None:
         self.config = config
         reader = config.load_schema(config.input.reader_schema) if config.input.reader_schema else None
@@ -84,7 +86,9 @@ class PipelineEngine:
         providers = [build(step.provider, step.config()) for step in config.enrich] if switches.enrich else []
         if providers and not any(step.op == "hook" for step in self.steps):
             self._check_enrich_inputs(registry, providers)
-        self.enrich = EnrichStage(providers, config.label, cache=_result_cache(config, providers, enrich_settings))
+        self.enrich = EnrichStage(
+            providers, config.label, cache=_result_cache(config, providers, enrich_settings), kafka=kafka
+        )
         suite = config.suite_path() if switches.quality else None
         self.quality = QualityValidator(suite) if suite is not None else None
         self.max_bytes = max_bytes
