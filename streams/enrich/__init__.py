@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.enrich import language, sentiment
+from streams.enrich import aws_rekognition, aws_sagemaker, aws_textract, language, sentiment
 from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider, ProviderConfig, ProviderUnavailable
 from streams.enrich.provider_index import build, config_model, register
 from streams.enrich.stage import EnrichStage
@@ -15,6 +15,9 @@ __all__ = [
     "Provider",
     "ProviderConfig",
     "ProviderUnavailable",
+    "aws_rekognition",
+    "aws_sagemaker",
+    "aws_textract",
     "build",
     "config_model",
     "language",
