@@ -20,6 +20,7 @@ from werkzeug import Response
 from headwater.ports import free_port
 from streams.enrich import build
 from streams.enrich.base import Enriched, EnrichFailure, Provider, ProviderStartError, Throttled, TransientError
+from streams.runtime.config import load_pipeline
 from tests.fakes.aws_media import AwsMediaFake, ModerationLabel
 from tests.fixtures.s3 import CREDENTIALS, S3Service
 
@@ -420,3 +421,12 @@ async def test_start_refuses_missing_credentials(
     provider = build(name, {"endpoint_url": f"http://127.0.0.1:{free_port()}", **options})
     with pytest.raises(ProviderStartError, match="no AWS credentials"):
         await provider.start()
+
+
+def test_textract_example_pipeline_loads_and_its_schema_has_the_outputs() -> None:
+    config = load_pipeline(Path(__file__).parent.parent / "examples" / "enrich-aws-textract.yaml")
+    [step] = config.enrich
+    provider = build(step.provider, step.config())
+    schema_fields = {field["name"] for field in config.load_schema(config.output.schema_)["fields"]}
+    assert provider.name == "aws_textract" and provider.input_fields() == ["scan_uri"]
+    assert set(provider.output_fields()) <= schema_fields
