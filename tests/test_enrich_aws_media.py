@@ -14,12 +14,21 @@ from typing import Any
 import pydantic
 import pytest
 import requests
+from botocore.exceptions import ClientError
 from pytest_httpserver import HTTPServer
 from werkzeug import Response
 
 from headwater.ports import free_port
 from streams.enrich import build
-from streams.enrich.base import Enriched, EnrichFailure, Provider, ProviderStartError, Throttled, TransientError
+from streams.enrich.base import (
+    Enriched,
+    EnrichFailure,
+    Provider,
+    ProviderStartError,
+    ProviderUnavailable,
+    Throttled,
+    TransientError,
+)
 from streams.runtime.config import load_pipeline
 from tests.fakes.aws_media import AwsMediaFake, ModerationLabel
 from tests.fixtures.s3 import CREDENTIALS, S3Service
@@ -356,6 +365,56 @@ async def test_sagemaker_model_error_on_one_record_fails_that_record(endpoint_fa
         [outcome] = await provider.enrich([{"notes": "\x00"}])
     assert isinstance(outcome, EnrichFailure) and outcome.error_class == "ModelError"
     assert "bad input" in outcome.message
+
+
+CLF = {"endpoint_name": "clf", "input_fields": {"text": "notes"}, "output_fields": {"score": "predictions[].score"}}
+
+
+@pytest.mark.parametrize(
+    ("answer", "reasons"),
+    [
+        (
+            {"predictions": [{"score": 0.2}, {"label": "x"}]},
+            [None, "endpoint clf: response item 1 lacks predictions[].score"],
+        ),
+        ({"outputs": [1, 2]}, ["endpoint clf: response has no list at 'predictions[].score'"] * 2),
+    ],
+)
+async def test_sagemaker_answer_without_a_value_fails_the_records_it_leaves_out(
+    endpoint_fake: HTTPServer, answer: Any, reasons: list[str | None]
+) -> None:
+    endpoint_fake.expect_ordered_request("/endpoints/clf/invocations", method="POST").respond_with_json(answer)
+    async with running("aws_sagemaker", endpoint_url=endpoint_fake.url_for("/").rstrip("/"), **CLF) as provider:
+        outcomes = await provider.enrich([{"notes": "a"}, {"notes": "b"}])
+    assert [outcome.message if isinstance(outcome, EnrichFailure) else None for outcome in outcomes] == reasons
+
+
+async def test_sagemaker_answer_that_is_not_json_fails_every_record(endpoint_fake: HTTPServer) -> None:
+    endpoint_fake.expect_ordered_request("/endpoints/clf/invocations", method="POST").respond_with_data(
+        "<html>gateway</html>", content_type="text/html"
+    )
+    async with running("aws_sagemaker", endpoint_url=endpoint_fake.url_for("/").rstrip("/"), **CLF) as provider:
+        outcomes = await provider.enrich([{"notes": "a"}, {"notes": "b"}])
+    assert [type(outcome).__name__ for outcome in outcomes] == ["EnrichFailure", "EnrichFailure"]
+    assert all(getattr(outcome, "error_class", None) == "SageMakerResponseMismatch" for outcome in outcomes)
+
+
+async def test_sagemaker_model_error_on_a_batch_is_raised_for_the_stage_to_split(endpoint_fake: HTTPServer) -> None:
+    endpoint_fake.expect_ordered_request("/endpoints/clf/invocations", method="POST").respond_with_response(
+        sagemaker_error("ModelError", 424, "Received client error (400) from primary: bad input")
+    )
+    async with running("aws_sagemaker", endpoint_url=endpoint_fake.url_for("/").rstrip("/"), **CLF) as provider:
+        with pytest.raises(ClientError, match="ModelError"):
+            await provider.enrich([{"notes": "a"}, {"notes": "b"}])
+
+
+async def test_sagemaker_endpoint_gone_mid_stream_is_an_outage(endpoint_fake: HTTPServer) -> None:
+    endpoint_fake.expect_ordered_request("/endpoints/clf/invocations", method="POST").respond_with_response(
+        sagemaker_error("ValidationError", 400, "Endpoint clf of account 123456789012 not found.")
+    )
+    async with running("aws_sagemaker", endpoint_url=endpoint_fake.url_for("/").rstrip("/"), **CLF) as provider:
+        with pytest.raises(ProviderUnavailable, match=r"clf of account .* not found"):
+            await provider.enrich([{"notes": "a"}])
 
 
 async def test_sagemaker_start_names_an_endpoint_that_does_not_exist(httpserver: HTTPServer) -> None:
