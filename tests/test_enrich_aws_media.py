@@ -301,6 +301,9 @@ def endpoint_fake(httpserver: HTTPServer) -> HTTPServer:
     return httpserver
 
 
+CLF = {"endpoint_name": "clf", "input_fields": {"text": "notes"}, "output_fields": {"score": "predictions[].score"}}
+
+
 def sent_bodies(server: HTTPServer) -> list[Any]:
     return [json.loads(request.get_data()) for request, _ in server.log]
 
@@ -351,23 +354,23 @@ async def test_sagemaker_throttle_and_5xx_are_the_stages_kinds(
             await provider.enrich([{"notes": "x"}, {"notes": "y"}])
 
 
-async def test_sagemaker_model_error_on_one_record_fails_that_record(endpoint_fake: HTTPServer) -> None:
+@pytest.mark.parametrize(
+    ("code", "status", "message"),
+    [
+        ("ModelError", 424, "Received client error (400) from primary with message: bad input"),
+        ("ValidationError", 400, "Received payload size of 6291457 bytes exceeds the 6291456 byte limit"),
+    ],
+)
+async def test_sagemaker_request_refused_for_one_record_fails_that_record(
+    endpoint_fake: HTTPServer, code: str, status: int, message: str
+) -> None:
     endpoint_fake.expect_ordered_request("/endpoints/clf/invocations", method="POST").respond_with_response(
-        sagemaker_error("ModelError", 424, "Received client error (400) from primary: bad input")
+        sagemaker_error(code, status, message)
     )
-    options = {
-        "endpoint_url": endpoint_fake.url_for("/").rstrip("/"),
-        "endpoint_name": "clf",
-        "input_fields": {"text": "notes"},
-        "output_fields": {"score": "predictions[].score"},
-    }
-    async with running("aws_sagemaker", **options) as provider:
-        [outcome] = await provider.enrich([{"notes": "\x00"}])
-    assert isinstance(outcome, EnrichFailure) and outcome.error_class == "ModelError"
-    assert "bad input" in outcome.message
-
-
-CLF = {"endpoint_name": "clf", "input_fields": {"text": "notes"}, "output_fields": {"score": "predictions[].score"}}
+    async with running("aws_sagemaker", endpoint_url=endpoint_fake.url_for("/").rstrip("/"), **CLF) as provider:
+        [outcome] = await provider.enrich([{"notes": "x" * 1000}])
+    assert isinstance(outcome, EnrichFailure) and outcome.error_class == code
+    assert outcome.message == f"endpoint clf: {message}"
 
 
 @pytest.mark.parametrize(

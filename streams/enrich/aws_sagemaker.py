@@ -14,6 +14,7 @@ hourly cost over the calls it makes.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -172,7 +173,7 @@ class SageMakerProvider(Provider):
     def price_list(self) -> PriceList:
         return PRICES
 
-    async def _invoke(self, instances: list[Any]) -> Any:
+    async def _invoke(self, instances: list[Any]) -> bytes:
         params: dict[str, Any] = {
             "EndpointName": self.config.endpoint_name,
             "Body": json.dumps(fill(self.config.request_template, instances), default=str).encode(),
@@ -182,7 +183,9 @@ class SageMakerProvider(Provider):
         if self.config.target_variant:
             params["TargetVariant"] = self.config.target_variant
         answer = await aws.call(self._client, "invoke_endpoint", **params)
-        return answer["Body"].read()
+        # Reading the streamed body is network I/O too: off the event loop like the call.
+        body: bytes = await asyncio.to_thread(answer["Body"].read)
+        return body
 
     async def start(self) -> None:
         """An empty batch to the endpoint: proves credentials, the endpoint's existence and that it answers."""
@@ -211,17 +214,17 @@ class SageMakerProvider(Provider):
         return list(values.values()) if self.config.instance_format == "array" else values
 
     async def _call(self, instances: list[Any]) -> list[EnrichOutcome]:
-        """Outcomes of the records sent; `ModelError` on one record is that record's, on several it is raised so
-        the stage retries them one by one and only the record the model refuses fails."""
+        """Outcomes of the records sent. An endpoint that is gone is an outage. The model refusing the request
+        (`ModelError`, or a `ValidationError` such as a body over 6 MB) is the record's fault for one record; for
+        several it is raised, so the stage retries them one by one and only the record at fault fails."""
         try:
             body = await self._invoke(instances)
         except ClientError as exc:
             code, message = aws.error_code(exc), exc.response.get("Error", {}).get("Message", "")
-            if code == "ModelError" and len(instances) == 1:
-                return [EnrichFailure("ModelError", f"endpoint {self.config.endpoint_name}: {message}")]
-            if code == "ValidationError":
-                # The endpoint is gone or not in service (a request we build never fails validation).
+            if code == "ValidationError" and "not found" in message:
                 raise ProviderUnavailable(self.name, f"{self.config.endpoint_name}: {message}") from exc
+            if code in {"ModelError", "ValidationError"} and len(instances) == 1:
+                return [EnrichFailure(code, f"endpoint {self.config.endpoint_name}: {message}")]
             raise
         return self._read(body, len(instances))
 
