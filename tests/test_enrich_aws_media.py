@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import pydantic
 import pytest
 import requests
@@ -485,10 +486,20 @@ async def test_start_refuses_missing_credentials(
         await provider.start()
 
 
-def test_textract_example_pipeline_loads_and_its_schema_has_the_outputs() -> None:
-    config = load_pipeline(Path(__file__).parent.parent / "examples" / "enrich-aws-textract.yaml")
-    [step] = config.enrich
-    provider = build(step.provider, step.config())
-    schema_fields = {field["name"] for field in config.load_schema(config.output.schema_)["fields"]}
-    assert provider.name == "aws_textract" and provider.input_fields() == ["scan_uri"]
-    assert set(provider.output_fields()) <= schema_fields
+@pytest.mark.parametrize(
+    ("example", "providers"),
+    [
+        ("enrich-aws-textract.yaml", ["aws_textract"]),
+        ("enrich-aws-rekognition.yaml", ["aws_rekognition", "aws_rekognition"]),
+        ("enrich-aws-sagemaker.yaml", ["aws_sagemaker"]),
+    ],
+)
+def test_example_pipelines_load_and_their_schemas_have_the_outputs(example: str, providers: list[str]) -> None:
+    config = load_pipeline(Path(__file__).parent.parent / "examples" / example)
+    schema = config.load_schema(config.output.schema_)
+    fastavro.parse_schema(schema)
+    built = [build(step.provider, step.config()) for step in config.enrich]
+    assert [provider.name for provider in built] == providers
+    assert {output for provider in built for output in provider.output_fields()} <= {
+        field["name"] for field in schema["fields"]
+    }
