@@ -42,7 +42,7 @@ async def test_a_raising_and_a_hanging_record_fail_alone() -> None:
     assert isinstance(failures[1], EnrichFailure) and failures[1].error_class == "ConnectionError"
     assert isinstance(failures[3], EnrichFailure) and failures[3].error_class == "TimeoutError"
     assert [record.get("summary") for record in records] == ["len=1", None, "len=3", None, "len=2"]
-    assert json.loads(headers[0]) == {"flaky": {"cost_usd": 0.001, "model": "flaky-1"}}
+    assert json.loads(headers[0]) == {"flaky": {"cost_usd": 0.001, "model": "flaky-1", "cache_hit": False}}
 
 
 async def test_every_record_failing_on_connections_or_timeouts_is_an_outage_not_dead_letters() -> None:

@@ -26,9 +26,11 @@ from streams.cli.options import (
     registry_url_option,
     status_port_option,
 )
+from streams.enrich.base import ProviderStartError
 from streams.runtime.batches import WorkerOptions
 from streams.runtime.config import PipelineConfig, PipelineConfigError, load_pipeline
 from streams.runtime.dry_run import DryDeadLetter, DryOutput, DryRunError, dry_run
+from streams.runtime.enrich_fields import EnrichFieldError
 from streams.runtime.failures import PipelineFailed
 from streams.runtime.runner import RuntimeName, run_workers
 from streams.runtime.tail import render, tail
@@ -85,7 +87,9 @@ def run(
         ))
     except DependencyDown as exc:
         fail(f"{exc} (gave up after --startup-timeout {startup_timeout:g}s)")
-    except (StatusPortBusy, KafkaConfigError, UnsupportedProperty) as exc:
+    except EnrichFieldError as exc:
+        fail(str(exc), 2)
+    except (StatusPortBusy, KafkaConfigError, UnsupportedProperty, ProviderStartError) as exc:
         fail(str(exc))
     except PipelineFailed as exc:  # the bug's traceback is logged already; a supervisor restarts the worker
         fail(str(exc))

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from streams.enrich import aws_rekognition, aws_sagemaker, aws_textract, language, sentiment
+from streams.enrich import (
+    aws_comprehend,
+    aws_rekognition,
+    aws_sagemaker,
+    aws_textract,
+    aws_translate,
+    language,
+    sentiment,
+)
 from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider, ProviderConfig, ProviderUnavailable
 from streams.enrich.provider_index import build, config_model, register
 from streams.enrich.stage import EnrichStage
@@ -15,9 +23,11 @@ __all__ = [
     "Provider",
     "ProviderConfig",
     "ProviderUnavailable",
+    "aws_comprehend",
     "aws_rekognition",
     "aws_sagemaker",
     "aws_textract",
+    "aws_translate",
     "build",
     "config_model",
     "language",

@@ -97,7 +97,11 @@ class ProviderConfig(BaseModel):
     on_too_long: Literal["truncate", "dead_letter"] = Field(
         "truncate", description="A text over `max_chars`: cut to it, or dead-letter the record."
     )
-    cache: bool = Field(True, description="Answer repeated inputs from the result cache instead of calling.")
+    cache: bool | None = Field(
+        None,
+        description="Answer repeated inputs from the result cache instead of calling (default: on for third-party "
+        "services, off for local models, whose answers cost less than a lookup).",
+    )
     prices: dict[str, float] | None = Field(
         None, description="USD per billed unit, by quantity (`input_tokens`, `units`...): overrides the list prices."
     )
@@ -132,6 +136,10 @@ class Provider(ABC):
     @abstractmethod
     def output_fields(self) -> list[str]:
         """Fields the provider writes; each must be in the pipeline's output schema."""
+
+    def uses_cache(self) -> bool:
+        """Whether the result cache answers for this provider: as configured, else for third-party services."""
+        return self.config.cache if self.config.cache is not None else self.remote
 
     def batch_limit(self) -> int:
         """Records per call: `batch_size` capped at the service's limit (override when the limit depends on the

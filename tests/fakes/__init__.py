@@ -1,0 +1,1 @@
+"""Fakes of third-party services speaking their real wire protocols, shared by the tests."""
