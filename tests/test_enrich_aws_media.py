@@ -17,10 +17,10 @@ import pytest
 import requests
 from botocore.exceptions import ClientError
 from pytest_httpserver import HTTPServer
-from werkzeug import Response
+from werkzeug import Request, Response
 
 from headwater.ports import free_port
-from streams.enrich import build
+from streams.enrich import EnrichStage, build
 from streams.enrich.base import (
     Enriched,
     EnrichFailure,
@@ -140,6 +140,14 @@ async def test_rekognition_field_neither_reference_nor_bytes_fails_its_record_wi
 def test_rekognition_max_labels_is_refused_for_moderation() -> None:
     with pytest.raises(pydantic.ValidationError, match="max_labels applies to operation labels"):
         build("aws_rekognition", {"operation": "moderation", "image_field": "img", "max_labels": 3})
+
+
+@pytest.mark.parametrize(
+    ("name", "options"), [("aws_rekognition", {"image_field": "img"}), ("aws_textract", {"document_field": "doc"})]
+)
+def test_redaction_is_refused_where_the_input_is_a_reference_not_text(name: str, options: dict[str, Any]) -> None:
+    with pytest.raises(pydantic.ValidationError, match="redact does not apply"):
+        build(name, {**options, "redact": ["email"]})
 
 
 # --- Textract --------------------------------------------------------------------------------------------------------
@@ -452,6 +460,49 @@ def test_sagemaker_config_refuses_templates_and_paths_it_cannot_use(options: dic
     base = {"endpoint_name": "e", "input_fields": {"text": "notes"}, "output_fields": {"score": "predictions[].score"}}
     with pytest.raises(pydantic.ValidationError, match=error):
         build("aws_sagemaker", {**base, **options})
+
+
+# --- through the stage -----------------------------------------------------------------------------------------------
+
+
+async def test_stage_dead_letters_only_the_missing_document_and_prices_the_pages(
+    s3: S3Service, media: AwsMediaFake
+) -> None:
+    bucket = s3.create_bucket()
+    invoice = put(s3, bucket, "invoice.png", INVOICE.encode())
+    provider = build(
+        "aws_textract", {**CREDENTIALS, "endpoint_url": media.endpoint, "operation": "forms", "document_field": "scan"}
+    )
+    stage = EnrichStage([provider], pipeline="media")
+    records = [{"scan": invoice}, {"scan": f"s3://{bucket}/nothing-here.png"}]
+    try:
+        failures, headers = await stage.run(records)
+    finally:
+        await stage.close()
+    assert failures[0] is None and records[0]["document_forms"]["Invoice number"] == "INV-2026-0042"
+    assert failures[1] is not None and failures[1].error_class == "InvalidS3ObjectException"
+    assert json.loads(headers[0])["aws_textract"]["cost_usd"] == pytest.approx(0.10)
+
+
+async def test_stage_splits_a_batch_the_model_refuses_so_only_the_bad_record_fails(httpserver: HTTPServer) -> None:
+    def invoke(request: Request) -> Response:
+        texts = [instance["text"] for instance in json.loads(request.get_data())["instances"]]
+        if "\x00" in texts:
+            return sagemaker_error("ModelError", 424, "Received client error (400) from primary: cannot tokenize")
+        return Response(json.dumps({"predictions": [{"score": len(text)} for text in texts]}), status=200)
+
+    httpserver.expect_request("/endpoints/clf/invocations", method="POST").respond_with_handler(invoke)
+    provider = build("aws_sagemaker", {**CREDENTIALS, "endpoint_url": httpserver.url_for("/").rstrip("/"), **CLF})
+    stage = EnrichStage([provider], pipeline="media")
+    records: list[dict[str, Any]] = [{"notes": "hello"}, {"notes": "\x00"}, {"notes": "hi"}]
+    try:
+        failures, _ = await stage.run(records)
+    finally:
+        await stage.close()
+    assert [record.get("score") for record in records] == [5, None, 2]
+    assert failures[0] is None and failures[2] is None
+    assert failures[1] is not None and failures[1].error_class == "ModelError"
+    assert [len(body["instances"]) for body in sent_bodies(httpserver)] == [0, 3, 1, 1, 1]
 
 
 # --- start: credentials and reachability -----------------------------------------------------------------------------

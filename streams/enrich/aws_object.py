@@ -8,7 +8,16 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from streams.enrich.aws import error_code
-from streams.enrich.base import EnrichFailure
+from streams.enrich.base import EnrichFailure, ProviderConfig
+
+
+def refuse_redaction(config: ProviderConfig) -> None:
+    """`redact` rewrites text; here the input is a reference or bytes, which redaction would break, not protect."""
+    if config.redact:
+        raise ValueError(
+            "redact does not apply: the service is sent an s3:// reference or the bytes of an image or document, "
+            "not text (keep PII out of object keys)"
+        )
 
 
 class BadReference(ValueError):

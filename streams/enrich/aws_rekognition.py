@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 
 from headwater import fields
 from streams.enrich import aws, provider_index
-from streams.enrich.aws_object import BadReference, refused, service_object
+from streams.enrich.aws_object import BadReference, refuse_redaction, refused, service_object
 from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider
 from streams.enrich.pricing import PriceList
 
@@ -55,9 +55,10 @@ class RekognitionConfig(aws.AwsConfig):
     )
 
     @model_validator(mode="after")
-    def _max_labels_for_labels(self) -> RekognitionConfig:
+    def _options_apply(self) -> RekognitionConfig:
         if self.max_labels is not None and self.operation != "labels":
             raise ValueError("max_labels applies to operation labels only (DetectModerationLabels has no limit)")
+        refuse_redaction(self)
         return self
 
 

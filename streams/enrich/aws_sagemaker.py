@@ -14,7 +14,6 @@ hourly cost over the calls it makes.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
@@ -184,7 +183,7 @@ class SageMakerProvider(Provider):
             params["TargetVariant"] = self.config.target_variant
         answer = await aws.call(self._client, "invoke_endpoint", **params)
         # Reading the streamed body is network I/O too: off the event loop like the call.
-        body: bytes = await asyncio.to_thread(answer["Body"].read)
+        body: bytes = await aws.blocking(answer["Body"].read)
         return body
 
     async def start(self) -> None:

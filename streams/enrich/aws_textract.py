@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from botocore.exceptions import ClientError
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from headwater import fields
 from streams.enrich import aws, provider_index
-from streams.enrich.aws_object import BadReference, refused, service_object
+from streams.enrich.aws_object import BadReference, refuse_redaction, refused, service_object
 from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider
 from streams.enrich.pricing import PriceList
 
@@ -59,6 +59,11 @@ class TextractConfig(aws.AwsConfig):
     timeout_seconds: float = Field(
         30.0, gt=0, description="Deadline of one call (a dense page of forms takes Textract several seconds)."
     )
+
+    @model_validator(mode="after")
+    def _no_redaction(self) -> TextractConfig:
+        refuse_redaction(self)
+        return self
 
 
 def document_text(blocks: Sequence[Mapping[str, Any]]) -> str:
