@@ -63,6 +63,8 @@ class RekognitionConfig(aws.AwsConfig):
 
 
 class RekognitionProvider(Provider):
+    """Labels of an image (an `s3://` reference or bytes) by Amazon Rekognition: objects and scenes, or moderation."""
+
     name = "aws_rekognition"
     remote = True
     max_batch = 1

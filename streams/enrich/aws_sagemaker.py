@@ -146,6 +146,8 @@ class SageMakerConfig(aws.AwsConfig):
 
 
 class SageMakerProvider(Provider):
+    """A SageMaker real-time endpoint invoked with a JSON batch of records; outputs read from its answer by path."""
+
     name = "aws_sagemaker"
     remote = True
     # Inputs are bounded so a default batch of 64 records stays well inside the 6 MB request limit.

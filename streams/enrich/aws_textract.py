@@ -107,6 +107,8 @@ def form_fields(blocks: Sequence[Mapping[str, Any]]) -> dict[str, str]:
 
 
 class TextractProvider(Provider):
+    """Text and form key-values of a document (an `s3://` reference or bytes) by Amazon Textract."""
+
     name = "aws_textract"
     remote = True
     max_batch = 1
