@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from streams.enrich import aws_comprehend, aws_translate, language, sentiment
+from streams.enrich import (
+    aws_comprehend,
+    aws_rekognition,
+    aws_sagemaker,
+    aws_textract,
+    aws_translate,
+    language,
+    sentiment,
+)
 from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider, ProviderConfig, ProviderUnavailable
 from streams.enrich.provider_index import build, config_model, register
 from streams.enrich.stage import EnrichStage
@@ -16,6 +24,9 @@ __all__ = [
     "ProviderConfig",
     "ProviderUnavailable",
     "aws_comprehend",
+    "aws_rekognition",
+    "aws_sagemaker",
+    "aws_textract",
     "aws_translate",
     "build",
     "config_model",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar, cast
 
@@ -144,6 +144,11 @@ async def call(service_client: Any, operation: str, **params: Any) -> dict[str, 
             raise
         raise mapped from exc
     return answer
+
+
+async def blocking(function: Callable[[], T]) -> T:
+    """Other blocking boto3 work (reading a streamed response body) on the calls' threads, off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(_CALL_THREADS, function)
 
 
 async def gather_calls(calls: Sequence[Awaitable[T]]) -> list[T]:
