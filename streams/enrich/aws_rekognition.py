@@ -85,6 +85,9 @@ class RekognitionProvider(Provider):
     def input_fields(self) -> list[str]:
         return [self.config.image_field]
 
+    def text_fields(self) -> list[str]:
+        return []  # an s3:// reference or bytes: cutting or redacting it would break it
+
     def output_fields(self) -> list[str]:
         return [self.config.output_field]
 

@@ -127,6 +127,9 @@ class TextractProvider(Provider):
     def input_fields(self) -> list[str]:
         return [self.config.document_field]
 
+    def text_fields(self) -> list[str]:
+        return []  # an s3:// reference or bytes: cutting or redacting it would break it
+
     def output_fields(self) -> list[str]:
         if self.config.operation == "forms":
             return [self.config.text_output, self.config.forms_output]

@@ -137,6 +137,10 @@ class Provider(ABC):
     def input_fields(self) -> list[str]:
         """Dotted paths of the record fields the provider reads (bounded, redacted and hashed for the cache)."""
 
+    def text_fields(self) -> list[str]:
+        """The input fields that are text, which `max_chars` bounds and `redact` rewrites (not references or bytes)."""
+        return self.input_fields()
+
     @abstractmethod
     def output_fields(self) -> list[str]:
         """Fields the provider writes; each must be in the pipeline's output schema."""

@@ -36,6 +36,7 @@ class InputShaper:
         config = provider.config
         self.provider = provider.name
         self.paths = [fields.split(path) for path in provider.input_fields()]
+        self.text_paths = [fields.split(path) for path in provider.text_fields()]
         self.max_chars = config.max_chars or provider.default_max_chars
         self.refuse_long = config.on_too_long == "dead_letter"
         self.redactor = redactor if provider.remote and config.redact else None
@@ -46,7 +47,7 @@ class InputShaper:
 
     def shape(self, record: Mapping[str, Any]) -> Mapping[str, Any] | EnrichFailure:
         sent = record
-        for path in self.paths:
+        for path in self.text_paths:
             value = fields.get(record, path)
             if not isinstance(value, str):
                 continue
