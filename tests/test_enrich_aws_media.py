@@ -481,7 +481,7 @@ async def test_stage_dead_letters_only_the_missing_document_and_prices_the_pages
         await stage.close()
     assert failures[0] is None and records[0]["document_forms"]["Invoice number"] == "INV-2026-0042"
     assert failures[1] is not None and failures[1].error_class == "InvalidS3ObjectException"
-    assert json.loads(headers[0])["aws_textract"]["cost_usd"] == pytest.approx(0.10)
+    assert json.loads(headers[0])[0]["usd"] == pytest.approx(0.10)
 
 
 async def test_stage_splits_a_batch_the_model_refuses_so_only_the_bad_record_fails(httpserver: HTTPServer) -> None:

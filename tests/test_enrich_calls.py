@@ -138,12 +138,10 @@ async def test_a_text_over_max_chars_is_cut_or_dead_lettered_and_the_record_keep
 async def test_billed_tokens_are_priced_from_the_list_or_the_pipeline_override_and_reported_per_record() -> None:
     stage = EnrichStage([scripted()], "orders@1")
     _, headers = await stage.run(notes("a"))
-    assert json.loads(headers[0]) == {
-        "scripted": {"model": "scripted-1", "cost_usd": 7.0, "input_tokens": 10, "output_tokens": 1, "cache_hit": False}
-    }
+    assert json.loads(headers[0]) == [{"p": "scripted", "m": "scripted-1", "in": 10, "out": 1, "usd": 7.0}]
     overridden = EnrichStage([scripted(prices={"input_tokens": 0.1})])
     _, headers = await overridden.run(notes("a"))
-    assert json.loads(headers[0])["scripted"]["cost_usd"] == pytest.approx(3.0)
+    assert json.loads(headers[0])[0]["usd"] == pytest.approx(3.0)
     assert overridden.cost_usd == {"scripted": pytest.approx(3.0)}
 
 
@@ -158,8 +156,8 @@ async def test_repeated_inputs_are_answered_from_the_cache_across_a_restart_at_n
     await stage.close()
     assert first.calls == [["a", "bb", "ccc"], ["dddd"]]
     assert [record["length"] for record in again] == [2, 4]
-    assert json.loads(again_headers[0])["scripted"] == {"model": "scripted-1", "cost_usd": 0.0, "cache_hit": True}
-    assert json.loads(again_headers[1])["scripted"]["cache_hit"] is False
+    assert json.loads(again_headers[0]) == [{"p": "scripted", "m": "scripted-1", "c": True}]
+    assert "c" not in json.loads(again_headers[1])[0]
 
     restarted = scripted()
     replay = EnrichStage([restarted], "orders@1", cache=ResultCache(path))
@@ -167,7 +165,7 @@ async def test_repeated_inputs_are_answered_from_the_cache_across_a_restart_at_n
     _, replay_headers = await replay.run(replayed)
     await replay.close()
     assert restarted.calls == [] and replayed == records
-    assert all(json.loads(header)["scripted"]["cache_hit"] for header in replay_headers)
+    assert all(json.loads(header)[0]["c"] for header in replay_headers)
 
     uncached = scripted(cache=False)
     off = EnrichStage([uncached], "orders@1", cache=ResultCache(path))
@@ -179,6 +177,6 @@ async def test_repeated_inputs_are_answered_from_the_cache_across_a_restart_at_n
 async def test_two_steps_of_one_provider_each_have_their_own_entry_and_total() -> None:
     stage = EnrichStage([scripted(), scripted(prices={"input_tokens": 0.1})])
     _, headers = await stage.run(notes("a"))
-    used = json.loads(headers[0])
-    assert used["scripted"]["cost_usd"] == 7.0 and used["scripted#2"]["cost_usd"] == pytest.approx(3.0)
+    first, second = json.loads(headers[0])
+    assert first["usd"] == 7.0 and second["usd"] == pytest.approx(3.0)
     assert stage.cost_usd == {"scripted": 7.0, "scripted#2": pytest.approx(3.0)}

@@ -131,8 +131,8 @@ async def test_mixed_input_ends_in_outputs_and_one_dead_letter_per_bad_record(
     assert int(lineage[b"C000001"]["hw-schema-out"]) == registry.client().get_latest_version(
         f"{enriched}-value").schema_id
     assert lineage[b"C000001"]["hw-schema-in"] == str(serializer.schema_id)
-    used = json.loads(lineage[b"C000001"]["hw-enrich"])["flaky"]
-    assert used == {"model": "flaky-1", "cost_usd": 0.001, "cache_hit": False}
+    used = json.loads(lineage[b"C000001"]["hw-enrich"])
+    assert used[-1] == {"p": "flaky", "m": "flaky-1", "usd": 0.001}
     traces = {read.headers["hw-trace-id"] for read in outputs}
     assert len(traces) == GOOD and all(trace.startswith("trace-") for trace in traces)
 

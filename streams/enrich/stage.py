@@ -38,6 +38,7 @@ from streams.enrich.spending import StepBudget, refusal_reason
 log = logging.getLogger(__name__)
 Record = dict[str, Any]
 TOKEN_DIRECTIONS = {"input_tokens": "input", "output_tokens": "output"}
+HEADER_TOKENS = {"input_tokens": "in", "output_tokens": "out"}
 
 
 def _failure(provider: Provider, exc: BaseException) -> EnrichFailure:
@@ -337,15 +338,20 @@ class EnrichStage:
         return failures, [self._header(spent) if spent else self._free_header for spent in used]
 
     def _header(self, used: Mapping[str, Used]) -> bytes:
-        entries: dict[str, dict[str, Any]] = {}
+        """One entry per step, in order (ARCHITECTURE.md): provider, model, and what applies of tokens in and out,
+        USD, a cache hit, a budget skip."""
+        entries: list[dict[str, Any]] = []
         for provider, name in zip(self.providers, self.keys, strict=True):
             spent = used.get(name, Used())
-            entry: dict[str, Any] = {"model": provider.model, "cost_usd": round(spent.cost_usd, 8)}
-            for quantity in TOKEN_DIRECTIONS:
-                if spent.billed and quantity in spent.billed:
-                    entry[quantity] = spent.billed[quantity]
-            entry["cache_hit"] = spent.cache_hit
+            entry: dict[str, Any] = {"p": provider.name, "m": provider.model}
+            if spent.billed:
+                for quantity, short in HEADER_TOKENS.items():
+                    if quantity in spent.billed:
+                        entry[short] = spent.billed[quantity]
+                entry["usd"] = round(spent.cost_usd, 8)
+            if spent.cache_hit:
+                entry["c"] = True
             if spent.skipped:
-                entry["skipped"] = spent.skipped
-            entries[name] = entry
+                entry["skip"] = spent.skipped
+            entries.append(entry)
         return enrich_header(entries)
