@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, get_args, get_origin
-
-from pydantic import BaseModel
+from typing import Any
 
 from connectors.base import Connector
+from headwater.model_docs import FieldDoc, model_fields
 
 _MODULES = (
     "connectors.sources.salesforce",
@@ -58,49 +56,6 @@ def lookup(name: str) -> type[Connector[Any]]:
     return found
 
 
-@dataclass(frozen=True)
-class FieldDoc:
-    name: str
-    type: str
-    required: bool
-    default: str
-    description: str
-
-
-def _type_name(annotation: Any) -> str:
-    if get_args(annotation):
-        return str(annotation).replace("typing.", "").replace("pydantic.types.", "").replace("pathlib.", "")
-    return str(getattr(annotation, "__name__", annotation))
-
-
-def _nested_model(annotation: Any) -> type[BaseModel] | None:
-    """The model inside `Model`, `list[Model]` or `Model | None`, if any."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in get_args(annotation):
-        found = _nested_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _fields(model: type[BaseModel], prefix: str) -> Iterator[FieldDoc]:
-    for name, info in model.model_fields.items():
-        default = "" if info.is_required() else repr(info.get_default(call_default_factory=True))
-        full = prefix + (info.alias or name)
-        yield FieldDoc(
-            name=full,
-            type=_type_name(info.annotation),
-            required=info.is_required(),
-            default=default,
-            description=info.description or "",
-        )
-        nested = _nested_model(info.annotation)
-        if nested is not None:
-            marker = "[]." if get_origin(info.annotation) is list else "."
-            yield from _fields(nested, full + marker)
-
-
 def describe(cls: type[Connector[Any]]) -> Iterator[FieldDoc]:
     """The documented fields of a connector's config model, nested models' fields as `parent[].field`."""
-    yield from _fields(cls.Config, "")
+    yield from model_fields(cls.Config)

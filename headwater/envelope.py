@@ -78,6 +78,6 @@ def dead_letter_headers(
     ]
 
 
-def enrich_header(used: Mapping[str, object]) -> bytes:
-    """`hw-enrich` as compact JSON: providers and models used, with cost where known."""
-    return json.dumps(used, separators=(",", ":"), sort_keys=True).encode()
+def enrich_header(steps: Sequence[Mapping[str, object]]) -> bytes:
+    """`hw-enrich` as compact JSON: one entry per enrichment step (see ARCHITECTURE.md)."""
+    return json.dumps(steps, separators=(",", ":")).encode()

@@ -47,6 +47,18 @@ class RegistrySettings(BaseModel):
         return config
 
 
+class EnrichSettings(BaseModel):
+    """Where a process keeps what enrichment providers answered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cache_dir: Path = Field(
+        Path("~/.cache/headwater/enrich"),
+        description="Directory of the result caches (one SQLite file per pipeline, shared by a machine's workers).",
+    )
+    cache_max_entries: int = Field(1_000_000, ge=1, description="Answers kept per pipeline before the oldest go.")
+
+
 def _underscore_keys(data: Any) -> Any:
     """`bootstrap.servers` -> `bootstrap_servers` at every level, so YAML and env keys merge as one
     (`KafkaSettings.properties` turns them back into librdkafka's names)."""
@@ -63,6 +75,7 @@ class HeadwaterSettings(BaseSettings):
 
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
     registry: RegistrySettings = Field(default_factory=RegistrySettings)  # type: ignore[arg-type]
+    enrich: EnrichSettings = Field(default_factory=EnrichSettings)  # type: ignore[arg-type]
 
     @classmethod
     def settings_customise_sources(

@@ -6,12 +6,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+import yaml
+from prometheus_client import Counter as Counter_
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -23,8 +28,9 @@ from schemas.client import registry_client
 from schemas.publish import register_all
 from schemas.registry.process import RegistryProcess
 from streams.broker import EmbeddedBroker
+from streams.enrich import metrics as enrich_metrics
 from streams.runtime.batches import WorkerOptions, WorkerStats
-from streams.runtime.config import PipelineConfig, load_pipeline
+from streams.runtime.config import EnrichStep, PipelineConfig, load_pipeline
 from streams.runtime.runner import RuntimeName, build_runtime
 from streams.sample import generate
 from streams.sample_loader import produce_sample
@@ -33,6 +39,7 @@ log = logging.getLogger(__name__)
 PIPELINES_DIR = Path(__file__).parent / "pipelines"
 RAW_PARTITIONS = 2
 DEFAULT_PIPELINES = [PIPELINES_DIR / "crm_contacts.yaml", PIPELINES_DIR / "erp_orders.yaml"]
+LLM_STEP = PIPELINES_DIR / "steps" / "crm_intent.yaml"
 
 
 @dataclass
@@ -46,6 +53,7 @@ class UpOptions:
     timeout: float = 600.0
     runtime: RuntimeName = "faust"
     startup_timeout: float = 300.0
+    llm: bool = True
 
 
 def register_schemas(settings: HeadwaterSettings) -> int:
@@ -64,6 +72,45 @@ class Summary:
     runtime: str = "faust"
     warehouse: dict[str, int] = field(default_factory=dict)
     queries: list[tuple[str, list[str], list[tuple[object, ...]]]] = field(default_factory=list)
+    enrichment: list[EnrichmentUse] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EnrichmentUse:
+    """What one provider of one pipeline did during the run, as its metrics counted it."""
+
+    pipeline: str
+    provider: str
+    calls: int
+    cache_hits: int
+    cost_usd: float
+
+
+def _samples(counter: Counter_, suffix: str = "_total") -> list[tuple[dict[str, str], float]]:
+    return [(sample.labels, sample.value) for family in counter.collect() for sample in family.samples
+            if sample.name.endswith(suffix)]
+
+
+def enrichment_use(pipelines: list[str]) -> list[EnrichmentUse]:
+    """Calls, cache hits and cost per pipeline and provider, read from the enrichment metrics of this process."""
+    calls: dict[tuple[str, str], float] = {}
+    hits: dict[tuple[str, str], float] = {}
+    cost: dict[tuple[str, str], float] = {}
+    for labels, value in _samples(enrich_metrics.CALLS):
+        if labels["outcome"] == "ok":
+            key = (labels["pipeline"], labels["provider"])
+            calls[key] = calls.get(key, 0) + value
+    for labels, value in _samples(enrich_metrics.CACHE_HITS):
+        hits[(labels["pipeline"], labels["provider"])] = value
+    for labels, value in _samples(enrich_metrics.COST):
+        key = (labels["pipeline"], labels["provider"])
+        cost[key] = cost.get(key, 0) + value
+    keys = sorted({*calls, *hits, *cost})
+    return [
+        EnrichmentUse(pipeline, provider, int(calls.get((pipeline, provider), 0)),
+                      int(hits.get((pipeline, provider), 0)), cost.get((pipeline, provider), 0.0))
+        for pipeline, provider in keys if pipeline in pipelines
+    ]
 
 
 def print_summary(console: Console, summary: Summary) -> None:
@@ -93,6 +140,13 @@ def print_summary(console: Console, summary: Summary) -> None:
         f"{total_in / summary.seconds:,.0f} records/s over {summary.seconds:.1f}s (latency includes the backlog "
         "of a sample produced as fast as possible)"
     )
+    if summary.enrichment:
+        used = Table(title="Enrichment (calls to services, answers from the cache, cost at list prices)")
+        for column in ("pipeline", "provider", "calls", "cache hits", "cost USD"):
+            used.add_column(column, justify="left" if column in ("pipeline", "provider") else "right")
+        for use in summary.enrichment:
+            used.add_row(use.pipeline, use.provider, f"{use.calls:,}", f"{use.cache_hits:,}", f"{use.cost_usd:.4f}")
+        console.print(used)
     if summary.warehouse:
         console.print("warehouse rows: " + ", ".join(f"{topic} {rows:,}" for topic, rows in summary.warehouse.items()))
     for title, columns, rows in summary.queries:
@@ -203,7 +257,56 @@ async def _run_pipelines(
         await asyncio.gather(running, return_exceptions=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-    return Summary({worker.config.label: worker.stats for worker in workers}, expected, elapsed, options.runtime)
+    labels = [worker.config.label for worker in workers]
+    return Summary({worker.config.label: worker.stats for worker in workers}, expected, elapsed, options.runtime,
+                   enrichment=enrichment_use(labels))
+
+
+def add_llm_step(configs: list[PipelineConfig], base_url: str) -> None:
+    """The CRM contacts pipeline's optional LLM step, against `base_url` (the local fake)."""
+    step = yaml.safe_load(LLM_STEP.read_text(encoding="utf-8"))
+    step["options"].update({"base_url": base_url, "api_key": "offline-demo"})
+    for config in configs:
+        if config.name == "crm_contacts":
+            config.enrich.append(EnrichStep.model_validate(step))
+
+
+class OfflineLlm:
+    """The OpenAI-compatible fake `up` starts for the LLM step, so the demo makes no call off this machine."""
+
+    def __init__(self, log_file: Path) -> None:
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.log_file = log_file
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float) -> None:
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_file.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streams.fake_openai", "--port", str(self.port), "--latency-ms", "20"],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the offline LLM exited with {self.process.returncode}; see {self.log_file}")
+            try:
+                if httpx.get(f"{self.base_url}/models", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the offline LLM did not answer within {timeout:.0f}s") from None
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
 
 
 def up(options: UpOptions, console: Console) -> Summary:
@@ -212,8 +315,14 @@ def up(options: UpOptions, console: Console) -> Summary:
     data_dir = options.data_dir.resolve()
     broker = EmbeddedBroker(data_dir / "broker", port=free_port(), start_timeout=options.startup_timeout)
     registry: RegistryProcess | None = None
+    llm = OfflineLlm(data_dir / "offline-llm.log") if options.llm else None
     stop_loading = threading.Event()
     try:
+        if llm is not None:
+            with console.status("starting the offline LLM (an OpenAI-compatible fake)"):
+                llm.start(options.startup_timeout)
+            add_llm_step(configs, llm.base_url)
+            console.print(f"offline LLM on {llm.base_url} for crm_contacts' intent and urgency step")
         with console.status("starting the embedded Kafka broker"):
             status = broker.start()
         assert status.bootstrap is not None
@@ -221,7 +330,10 @@ def up(options: UpOptions, console: Console) -> Summary:
         registry = RegistryProcess(status.bootstrap, data_dir / "registry.log")
         with console.status("starting the schema registry"):
             registry.start(timeout=options.startup_timeout)
-        settings = load_settings(kafka={"bootstrap.servers": status.bootstrap}, registry={"url": registry.url})
+        settings = load_settings(
+            kafka={"bootstrap.servers": status.bootstrap}, registry={"url": registry.url},
+            enrich={"cache_dir": str(data_dir / "cache")},
+        )
         admin = wait_for_broker(settings.kafka, options.startup_timeout)
         ensure_topics(admin, sorted({topic for config in configs for topic in config.input.topics}), RAW_PARTITIONS)
         console.print(f"registry on {registry.url}; registered {register_schemas(settings)} schemas")
@@ -237,4 +349,6 @@ def up(options: UpOptions, console: Console) -> Summary:
         stop_loading.set()
         if registry is not None and registry.process is not None:
             registry.terminate()
+        if llm is not None:
+            llm.stop()
         broker.stop()

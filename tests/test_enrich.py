@@ -28,8 +28,9 @@ async def test_sentiment_and_language_write_their_fields() -> None:
     assert records[1]["lang"] == "de"
     assert records[2]["sentiment"] is None and records[2]["lang"] is None
     assert records[3]["lang"] is None
-    used = json.loads(headers[0])
-    assert used["sentiment"]["model"].startswith("vader-") and used["language"]["model"].startswith("py3langid-")
+    sentiment_used, language_used = json.loads(headers[0])
+    assert sentiment_used["p"] == "sentiment" and sentiment_used["m"].startswith("vader-")
+    assert language_used["p"] == "language" and language_used["m"].startswith("py3langid-")
 
 
 async def test_a_raising_and_a_hanging_record_fail_alone() -> None:
@@ -42,7 +43,7 @@ async def test_a_raising_and_a_hanging_record_fail_alone() -> None:
     assert isinstance(failures[1], EnrichFailure) and failures[1].error_class == "ConnectionError"
     assert isinstance(failures[3], EnrichFailure) and failures[3].error_class == "TimeoutError"
     assert [record.get("summary") for record in records] == ["len=1", None, "len=3", None, "len=2"]
-    assert json.loads(headers[0]) == {"flaky": {"cost_usd": 0.001, "model": "flaky-1"}}
+    assert json.loads(headers[0]) == [{"p": "flaky", "m": "flaky-1", "usd": 0.001}]
 
 
 async def test_every_record_failing_on_connections_or_timeouts_is_an_outage_not_dead_letters() -> None:

@@ -131,7 +131,8 @@ async def test_mixed_input_ends_in_outputs_and_one_dead_letter_per_bad_record(
     assert int(lineage[b"C000001"]["hw-schema-out"]) == registry.client().get_latest_version(
         f"{enriched}-value").schema_id
     assert lineage[b"C000001"]["hw-schema-in"] == str(serializer.schema_id)
-    assert json.loads(lineage[b"C000001"]["hw-enrich"])["flaky"] == {"model": "flaky-1", "cost_usd": 0.001}
+    used = json.loads(lineage[b"C000001"]["hw-enrich"])
+    assert used[-1] == {"p": "flaky", "m": "flaky-1", "usd": 0.001}
     traces = {read.headers["hw-trace-id"] for read in outputs}
     assert len(traces) == GOOD and all(trace.startswith("trace-") for trace in traces)
 
@@ -139,7 +140,7 @@ async def test_mixed_input_ends_in_outputs_and_one_dead_letter_per_bad_record(
     label = f'pipeline="{config.label}"'
     assert f'headwater_pipeline_records_total{{outcome="in",{label},stage="decode"}} {float(total)}' in metrics
     assert f'headwater_pipeline_records_total{{outcome="dead_letter",{label},stage="quality"}} 1.0' in metrics
-    assert 'headwater_enrich_cost_usd_total{provider="flaky"}' in metrics
+    assert 'headwater_enrich_cost_usd_total{model="flaky-1",pipeline="' in metrics
     assert f'headwater_pipeline_assigned_partitions{{{label}}} 1.0' in metrics
 
 

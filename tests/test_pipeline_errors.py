@@ -77,7 +77,7 @@ def test_provider_outage_pauses_without_dead_letters_then_resumes(
         outage.unlink()
         outputs = read_topic(kafka.bootstrap, f"{domain}.{entity}.enriched", RECORDS)
         assert sorted(read.key for read in outputs) == [f"C{n:06d}".encode() for n in range(RECORDS)]
-        assert all(json.loads(read.headers["hw-enrich"])["switchable"]["model"] == "switchable-1" for read in outputs)
+        assert all(json.loads(read.headers["hw-enrich"])[0]["m"] == "switchable-1" for read in outputs)
         wait_until(lambda: committed(kafka.bootstrap, group, raw, 1) == {0: RECORDS}, 60, "offsets committed",
                    worker, log)
         wait_until(lambda: httpx.get(f"{url}/readyz", timeout=10).status_code == 200, 30, "ready again", worker, log)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from headwater.logs import configure_logging
-from streams.cli import broker, connect
+from streams.cli import broker, connect, enrich
 from streams.cli import pipeline as pipeline_cli
 from streams.cli import registry as registry_cli
 from streams.cli import schemas as schemas_cli
@@ -22,6 +22,7 @@ app = typer.Typer(
 )
 app.add_typer(broker.app, name="broker")
 app.add_typer(connect.app, name="connect")
+app.add_typer(enrich.app, name="enrich")
 app.add_typer(registry_cli.app, name="registry")
 app.add_typer(schemas_cli.app, name="schemas")
 app.add_typer(replay_app, name="replay")

@@ -26,9 +26,11 @@ from streams.cli.options import (
     registry_url_option,
     status_port_option,
 )
+from streams.enrich.base import ProviderStartError
 from streams.runtime.batches import WorkerOptions
 from streams.runtime.config import PipelineConfig, PipelineConfigError, load_pipeline
 from streams.runtime.dry_run import DryDeadLetter, DryOutput, DryRunError, dry_run
+from streams.runtime.enrich_fields import EnrichFieldError
 from streams.runtime.failures import PipelineFailed
 from streams.runtime.runner import RuntimeName, run_workers
 from streams.runtime.tail import render, tail
@@ -85,7 +87,9 @@ def run(
         ))
     except DependencyDown as exc:
         fail(f"{exc} (gave up after --startup-timeout {startup_timeout:g}s)")
-    except (StatusPortBusy, KafkaConfigError, UnsupportedProperty) as exc:
+    except EnrichFieldError as exc:
+        fail(str(exc), 2)
+    except (StatusPortBusy, KafkaConfigError, UnsupportedProperty, ProviderStartError) as exc:
         fail(str(exc))
     except PipelineFailed as exc:  # the bug's traceback is logged already; a supervisor restarts the worker
         fail(str(exc))
@@ -170,6 +174,8 @@ def up_command(
     warehouse: bool = typer.Option(True, "--warehouse/--no-warehouse", help="Load the results into DuckDB."),
     runtime: RuntimeName = RuntimeOption,
     startup_timeout: float = StartupTimeout,
+    llm: bool = typer.Option(True, "--llm/--no-llm", help="Add the LLM step (intent, urgency) to crm_contacts, "
+                                                          "answered by a local OpenAI-compatible fake."),
 ) -> None:
     """Start broker and registry locally, run a messy sample through both pipelines, summarise, stop everything.
 
@@ -178,7 +184,7 @@ def up_command(
 
     try:
         up(UpOptions(data_dir=data_dir, records=records, seed=seed, rate=rate, warehouse=warehouse, runtime=runtime,
-                     startup_timeout=startup_timeout), console)
+                     startup_timeout=startup_timeout, llm=llm), console)
     except KeyboardInterrupt:
         err.print("interrupted; stopped everything `up` started")
         raise typer.Exit(130) from None

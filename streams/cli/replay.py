@@ -45,6 +45,7 @@ from streams.replay.run import Admit, ReplayFailed, in_message, run_replay, side
 from streams.replay.state import ReplayState
 from streams.runtime.config import PipelineConfig, PipelineConfigError, load_pipeline
 from streams.runtime.engine import PipelineEngine
+from streams.runtime.records import InMessage
 
 console = Console()
 Into = Literal["side", "live"]
@@ -115,13 +116,20 @@ def _estimate(config: PipelineConfig, settings: HeadwaterSettings, plan: ReplayP
         if not messages:
             return 0.0, 0.0
         began = time.perf_counter()
-        asyncio.run(engine.process([in_message(message) for message in messages]))
+        asyncio.run(_process_once(engine, [in_message(message) for message in messages]))
         elapsed = time.perf_counter() - began
         cost = sum(engine.enrich.cost_usd.values())
         return len(messages) / elapsed, cost / len(messages)
     finally:
         consumer.close()
         engine.close()
+
+
+async def _process_once(engine: PipelineEngine, batch: list[InMessage]) -> None:
+    try:
+        await engine.process(batch)
+    finally:
+        await engine.stop()
 
 
 def _print_plan(run_id: str, config: PipelineConfig, plan: ReplayPlan, target: str, rate: float,

@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from streams.enrich import anthropic_messages, language, openai_chat, openai_embeddings, sentiment
+from streams.enrich import (
+    anthropic_messages,
+    aws_comprehend,
+    aws_rekognition,
+    aws_sagemaker,
+    aws_textract,
+    aws_translate,
+    language,
+    openai_chat,
+    openai_embeddings,
+    sentiment,
+)
 from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider, ProviderConfig, ProviderUnavailable
 from streams.enrich.provider_index import build, config_model, register
 from streams.enrich.stage import EnrichStage
@@ -16,6 +27,11 @@ __all__ = [
     "ProviderConfig",
     "ProviderUnavailable",
     "anthropic_messages",
+    "aws_comprehend",
+    "aws_rekognition",
+    "aws_sagemaker",
+    "aws_textract",
+    "aws_translate",
     "build",
     "config_model",
     "language",

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar, cast
 
 import boto3
 from botocore.config import Config as BotoConfig
@@ -24,6 +27,11 @@ from pydantic import Field, SecretStr
 
 from streams.enrich.base import ProviderConfig, ProviderStartError, Throttled, TransientError
 
+T = TypeVar("T")
+# boto3 blocks a thread per call in flight; asyncio's default executor has a handful (cores + 4), which would cap
+# `concurrency` there. Threads start on demand, and the stage's `concurrency` bounds how many calls are in flight.
+_CALL_THREADS = ThreadPoolExecutor(max_workers=256, thread_name_prefix="hw-aws")
+
 THROTTLING_CODES = frozenset(
     {
         "ThrottlingException",
@@ -35,6 +43,10 @@ THROTTLING_CODES = frozenset(
         "ServiceQuotaExceededException",
     }
 )
+CREDENTIAL_CODES = frozenset(
+    {"UnrecognizedClientException", "InvalidSignatureException", "AccessDeniedException", "ExpiredTokenException"}
+)
+"""Answers that blame the caller's credentials, not a record: at start a start failure, later an outage."""
 TRANSIENT_CODES = frozenset(
     {"InternalServerException", "InternalServerError", "ServiceUnavailableException", "ModelNotReadyException"}
 )
@@ -43,7 +55,10 @@ TRANSIENT_CODES = frozenset(
 class AwsConfig(ProviderConfig):
     """Where and as whom an AWS provider calls; credentials default to boto3's chain (environment, profile, role)."""
 
-    region: str = Field("us-east-1", description="AWS region of the service.")
+    region: str = Field(
+        default_factory=lambda: os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        description="AWS region of the service; default AWS_REGION, then AWS_DEFAULT_REGION, then us-east-1.",
+    )
     endpoint_url: str | None = Field(None, description="Another endpoint (a VPC endpoint, LocalStack, a test fake).")
     access_key_id: SecretStr | None = Field(None, description="Access key; default boto3's credential chain.")
     secret_access_key: SecretStr | None = Field(None, description="Secret key, with access_key_id.")
@@ -70,6 +85,14 @@ def client(service: str, config: AwsConfig) -> Any:
     )
     make: Any = session.client  # boto3-stubs types clients per literal service name; ours comes from the provider
     return make(service, endpoint_url=config.endpoint_url, config=boto)
+
+
+def cut_utf8(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` UTF-8 bytes without splitting a character (AWS's text limits count bytes)."""
+    encoded = text.encode("utf-8")
+    if len(encoded) <= limit:
+        return text
+    return encoded[:limit].decode("utf-8", errors="ignore")
 
 
 def error_code(exc: ClientError) -> str:
@@ -112,13 +135,30 @@ async def call(service_client: Any, operation: str, **params: Any) -> dict[str, 
     method = getattr(service_client, operation)
     service = service_client.meta.service_model.service_name
     try:
-        answer: dict[str, Any] = await asyncio.to_thread(functools.partial(method, **params))
+        answer: dict[str, Any] = await asyncio.get_running_loop().run_in_executor(
+            _CALL_THREADS, functools.partial(method, **params)
+        )
     except (ClientError, BotoCoreError) as exc:
         mapped = classify(exc, service)
         if mapped is exc:
             raise
         raise mapped from exc
     return answer
+
+
+async def blocking(function: Callable[[], T]) -> T:
+    """Other blocking boto3 work (reading a streamed response body) on the calls' threads, off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(_CALL_THREADS, function)
+
+
+async def gather_calls(calls: Sequence[Awaitable[T]]) -> list[T]:
+    """Several calls at once; the first failure is raised only when all have ended, because a boto3 call's thread
+    cannot be cancelled and a retry must not overlap calls still running."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return cast(list[T], results)
 
 
 async def check_reachable(service_client: Any, operation: str, **params: Any) -> None:
@@ -129,7 +169,7 @@ async def check_reachable(service_client: Any, operation: str, **params: Any) ->
     except (TransientError, ProviderStartError) as exc:
         raise ProviderStartError(f"{service} at {service_client.meta.endpoint_url}: {exc}") from None
     except ClientError as exc:
-        if error_code(exc) in {"UnrecognizedClientException", "InvalidSignatureException", "AccessDeniedException"}:
+        if error_code(exc) in CREDENTIAL_CODES:
             raise ProviderStartError(f"{service}: credentials refused: {error_code(exc)}") from None
     except Throttled:
         return

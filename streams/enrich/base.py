@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from headwater import fields
+from streams.enrich.budget_config import BudgetConfig
 from streams.enrich.pricing import FREE, PriceList
 
 T = TypeVar("T")
@@ -97,12 +98,19 @@ class ProviderConfig(BaseModel):
     on_too_long: Literal["truncate", "dead_letter"] = Field(
         "truncate", description="A text over `max_chars`: cut to it, or dead-letter the record."
     )
-    cache: bool = Field(True, description="Answer repeated inputs from the result cache instead of calling.")
+    cache: bool | None = Field(
+        None,
+        description="Answer repeated inputs from the result cache instead of calling (default: on for third-party "
+        "services, off for local models, whose answers cost less than a lookup).",
+    )
     prices: dict[str, float] | None = Field(
         None, description="USD per billed unit, by quantity (`input_tokens`, `units`...): overrides the list prices."
     )
     redact: list[PiiKind] = Field(
         default_factory=list, description="PII kinds replaced by typed placeholders in what a third party is sent."
+    )
+    budget: BudgetConfig | None = Field(
+        None, description="Most USD this step may spend per hour or day, all workers of the pipeline together."
     )
 
 
@@ -129,9 +137,17 @@ class Provider(ABC):
     def input_fields(self) -> list[str]:
         """Dotted paths of the record fields the provider reads (bounded, redacted and hashed for the cache)."""
 
+    def text_fields(self) -> list[str]:
+        """The input fields that are text, which `max_chars` bounds and `redact` rewrites (not references or bytes)."""
+        return self.input_fields()
+
     @abstractmethod
     def output_fields(self) -> list[str]:
         """Fields the provider writes; each must be in the pipeline's output schema."""
+
+    def uses_cache(self) -> bool:
+        """Whether the result cache answers for this provider: as configured, else for third-party services."""
+        return self.config.cache if self.config.cache is not None else self.remote
 
     def batch_limit(self) -> int:
         """Records per call: `batch_size` capped at the service's limit (override when the limit depends on the

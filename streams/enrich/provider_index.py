@@ -17,7 +17,7 @@ def names() -> list[str]:
     return sorted(_PROVIDERS)
 
 
-def _entry(name: str) -> tuple[type[ProviderConfig], type[Provider]]:
+def entry(name: str) -> tuple[type[ProviderConfig], type[Provider]]:
     try:
         return _PROVIDERS[name]
     except KeyError:
@@ -25,10 +25,10 @@ def _entry(name: str) -> tuple[type[ProviderConfig], type[Provider]]:
 
 
 def config_model(name: str) -> type[ProviderConfig]:
-    return _entry(name)[0]
+    return entry(name)[0]
 
 
 def build(name: str, options: dict[str, Any] | ProviderConfig) -> Provider:
-    model, provider = _entry(name)
+    model, provider = entry(name)
     config = options if isinstance(options, ProviderConfig) else model.model_validate(options)
     return provider(config)

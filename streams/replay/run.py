@@ -210,6 +210,7 @@ class ReplayRun:
             consumer.close()
             producer.flush(10)
             producer.close()
+            await engine.stop()
             engine.close()
         return self.state
 

@@ -107,6 +107,8 @@ def prepare(
         config, registry, options.switches,
         max_bytes=lambda topic: limits.get(topic, clients.DEFAULT_MAX_MESSAGE_BYTES),
         claim_check=oversized.ClaimCheck(claim_check) if claim_check is not None else None,
+        enrich_settings=settings.enrich,
+        kafka=settings.kafka,
     )
     log.info("event=pipeline_ready pipeline=%s schema_out=%d dead_letter_limit=%d",
              config.label, engine.schema_out, limits[config.dlq_topic])
@@ -282,9 +284,6 @@ def account(
         stats.dead_letters[(dead.stage, dead.reason)] += 1
         metrics.RECORDS.labels(name, dead.stage, "dead_letter").inc()
     metrics.BATCH_SECONDS.labels(name).observe(time.monotonic() - started)
-    for provider, cost in engine.enrich.cost_usd.items():
-        metrics.ENRICH_COST.labels(provider).inc(cost)
-        engine.enrich.cost_usd[provider] = 0.0
 
 
 def log_stopped(config: PipelineConfig, stats: WorkerStats) -> None:

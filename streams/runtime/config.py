@@ -15,6 +15,7 @@ from headwater.oversized import ClaimCheckConfig
 from schemas import catalog
 from streams.enrich import config_model
 from streams.enrich.base import ProviderConfig
+from streams.runtime.enrich_fields import EnrichFieldError, check_outputs, providers_of, schema_field_names
 from streams.transforms import TransformStep
 
 SUITES_DIR = Path(quality.__file__).parent / "suites"
@@ -192,6 +193,13 @@ def load_pipeline(path: Path) -> PipelineConfig:
             config.load_schema(reference)
         except (OSError, KeyError, ValueError) as exc:
             raise PipelineConfigError(f"pipeline file {path}: field {field_path}: {exc}") from exc
+    try:
+        check_outputs(
+            providers_of(config.enrich), schema_field_names(config.load_schema(config.output.schema_)),
+            config.output.schema_,
+        )
+    except EnrichFieldError as exc:
+        raise PipelineConfigError(f"pipeline file {path}: {exc}") from None
     suite = config.suite_path()
     if config.quality and suite is not None and not suite.is_file():
         raise PipelineConfigError(f"pipeline file {path}: field quality.suite: {config.quality.suite} does not exist")

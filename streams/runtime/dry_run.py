@@ -120,6 +120,14 @@ def dry_run(config: PipelineConfig, path: Path, limit: int | None = None,
 async def _run(engine: PipelineEngine, decoder: AvroDeserializer, messages: Iterator[tuple[int, InMessage]],
                result: DryRunResult) -> None:
     """The stages over the messages, one micro-batch of the pipeline's size at a time."""
+    try:
+        await _run_batches(engine, decoder, messages, result)
+    finally:
+        await engine.stop()
+
+
+async def _run_batches(engine: PipelineEngine, decoder: AvroDeserializer, messages: Iterator[tuple[int, InMessage]],
+                       result: DryRunResult) -> None:
     size = engine.config.batch.size
     while batch := list(itertools.islice(messages, size)):
         line_of = {id(message): line for line, message in batch}

@@ -15,14 +15,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro.validation import ValidationError, validate
 
 from headwater import envelope
+from headwater.kafka.config import KafkaSettings
 from headwater.oversized import ClaimCheck
+from headwater.settings import EnrichSettings
 from quality.validator import QualityValidator, Verdict
 from schemas.serde import AvroDeserializer, AvroSerializer, EncodeError, SerdeError
 from streams.enrich import EnrichStage, build
+from streams.enrich.base import Provider
+from streams.enrich.cache import ResultCache, cache_path
 from streams.runtime.config import PipelineConfig
+from streams.runtime.enrich_fields import EnrichFieldError, check_inputs, schema_field_names
 from streams.runtime.records import InMessage, Item, OutMessage
 from streams.transforms import TransformError
 
@@ -50,6 +56,15 @@ class StageSwitches:
     quality: bool = True
 
 
+def _result_cache(
+    config: PipelineConfig, providers: Sequence[Provider], settings: EnrichSettings | None
+) -> ResultCache | None:
+    """The pipeline's result cache when a provider uses one (and the process keeps caches at all)."""
+    if settings is None or not any(provider.uses_cache() for provider in providers):
+        return None
+    return ResultCache(cache_path(config.name, settings.cache_dir), settings.cache_max_entries)
+
+
 class PipelineEngine:
     def __init__(
         self,
@@ -58,6 +73,8 @@ class PipelineEngine:
         switches: StageSwitches = StageSwitches(),
         max_bytes: Callable[[str], int] = lambda topic: 1_000_000,
         claim_check: ClaimCheck | None = None,
+        enrich_settings: EnrichSettings | None = None,
+        kafka: KafkaSettings | None = None,
     ) -> None:
         self.config = config
         reader = config.load_schema(config.input.reader_schema) if config.input.reader_schema else None
@@ -67,13 +84,35 @@ class PipelineEngine:
         self._output_fields = [spec["name"] for spec in self.output_schema["fields"]]
         self.steps = list(config.transform)
         providers = [build(step.provider, step.config()) for step in config.enrich] if switches.enrich else []
-        self.enrich = EnrichStage(providers)
+        if providers and not any(step.op == "hook" for step in self.steps):
+            self._check_enrich_inputs(registry, providers)
+        self.enrich = EnrichStage(
+            providers, config.label, cache=_result_cache(config, providers, enrich_settings), kafka=kafka
+        )
         suite = config.suite_path() if switches.quality else None
         self.quality = QualityValidator(suite) if suite is not None else None
         self.max_bytes = max_bytes
         self.claim_check = claim_check
         self._pipeline_header = config.label.encode()
         self._cpu = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hw-{config.name}")
+
+    def _check_enrich_inputs(self, registry: SchemaRegistryClient, providers: list[Provider]) -> None:
+        """Every field a provider reads must exist in the input subjects' latest schemas (TopicNameStrategy), the
+        output schema, or be written by a transform or an earlier provider; unregistered inputs are not checked."""
+        known = set(self._output_fields)
+        subjects = [f"{topic}-value" for topic in self.config.input.topics]
+        for subject in subjects:
+            try:
+                known |= schema_field_names(registry.get_latest_version(subject).schema.schema_str)
+            except SchemaRegistryError as exc:
+                if exc.http_status_code == 404:
+                    return
+                raise
+        targets = {value for step in self.steps for value in (getattr(step, "to", None),) if isinstance(value, str)}
+        try:
+            check_inputs(providers, known, targets, f"input subjects {', '.join(subjects)}")
+        except EnrichFieldError as exc:
+            raise EnrichFieldError(f"pipeline {self.config.label}: {exc}") from None
 
     @property
     def schema_out(self) -> int:
@@ -197,6 +236,15 @@ class PipelineEngine:
         outputs, rejected = await loop.run_in_executor(self._cpu, self.encode, items)
         dead.extend(rejected)
         return BatchResult(outputs, dead)
+
+    async def start(self) -> None:
+        """Start the enrichment providers (their credentials, endpoints and models are checked here, before anything
+        is consumed; `ProviderStartError` otherwise)."""
+        await self.enrich.start()
+
+    async def stop(self) -> None:
+        """Close the enrichment providers' clients and model workers."""
+        await self.enrich.close()
 
     def close(self) -> None:
         self._cpu.shutdown(wait=False)

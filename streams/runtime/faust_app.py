@@ -276,13 +276,15 @@ class FaustRuntime:
         if prepared is None:
             return [pipeline.stats for pipeline in self.pipelines]
         try:
+            for ready in prepared:
+                await ready.engine.start()
             with tempfile.TemporaryDirectory(prefix="headwater-faust-") as datadir:
                 await self._serve(prepared, Path(datadir), stop)
         finally:
-            for pipeline in self.pipelines:
+            for pipeline, ready in zip(self.pipelines, prepared, strict=True):
                 pipeline.running = False
-                if pipeline.engine is not None:
-                    pipeline.engine.close()
+                await ready.engine.stop()
+                ready.engine.close()
                 batches.log_stopped(pipeline.config, pipeline.stats)
         for pipeline in self.pipelines:
             if pipeline.failed is not None:

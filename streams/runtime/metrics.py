@@ -36,4 +36,3 @@ FAILURES = Counter(
     "headwater_pipeline_failures_total", "Unexpected exceptions (bugs) that stopped the pipeline.",
     ["pipeline", "error"],
 )
-ENRICH_COST = Counter("headwater_enrich_cost_usd_total", "Cost of enrichment calls in USD.", ["provider"])

@@ -60,5 +60,5 @@ class Item:
     record: dict[str, Any]
     schema_in: int
     trace_id: bytes
-    enrich_header: bytes = b"{}"
+    enrich_header: bytes = b"[]"
     warnings: tuple[str, ...] = field(default=())

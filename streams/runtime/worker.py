@@ -110,6 +110,8 @@ class PipelineWorker:
         halt_on_stop = asyncio.create_task(self._halt_on(stop))
         try:
             await self._on_thread(self._consumer_thread, self._start_dependencies)
+            assert self._engine is not None
+            await self._engine.start()
         except Exception as exc:
             await self._close()
             if isinstance(exc, DependencyDown) and stop.is_set():
@@ -195,6 +197,7 @@ class PipelineWorker:
             self._producer = None
         self._consumer = None
         if self._engine is not None:
+            await self._engine.stop()
             self._engine.close()
         self._consumer_thread.shutdown(wait=False)
         self._producer_thread.shutdown(wait=False)

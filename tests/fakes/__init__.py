@@ -1,1 +1,1 @@
-"""Local fakes of third-party AI services, speaking their documented wire formats."""
+"""Fakes of third-party services speaking their real wire protocols, shared by the tests."""
