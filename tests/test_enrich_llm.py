@@ -17,10 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from pydantic import ValidationError
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from schemas import catalog
 from streams.enrich import EnrichStage, build
 from streams.enrich.base import (
     Enriched,
@@ -114,15 +116,16 @@ async def started(name: str, options: dict[str, Any]) -> Any:
 
 async def test_openai_structured_answer_lands_on_the_record_with_usage_and_price(openai_server: HTTPServer) -> None:
     openai_server.expect_request(CHAT, method="POST").respond_with_handler(answering(oai.chat_answer))
-    provider = await started("openai", openai_options(openai_server, system="You triage CRM notes."))
+    provider = build("openai", openai_options(openai_server, system="You triage CRM notes."))
     records: list[dict[str, Any]] = [
         {"notes": "Very unhappy, I want a refund!", "mailing_address": {"city": "Lyon"}},
         {"notes": "How do I export my data?", "mailing_address": None},
     ]
+    stage = EnrichStage([provider], pipeline="contacts")
     try:
-        failures, headers = await EnrichStage([provider]).run(records)
+        failures, headers = await stage.run(records)
     finally:
-        await provider.close()
+        await stage.close()
     assert failures == [None, None]
     assert records[0]["intent"] == "complaint" and records[0]["urgency"] == 4
     assert records[1]["intent"] == "question" and records[1]["urgency"] == 1
@@ -137,7 +140,9 @@ async def test_openai_structured_answer_lands_on_the_record_with_usage_and_price
     schema = schema_format["json_schema"]["schema"]
     assert schema["required"] == ["intent", "urgency"] and schema["additionalProperties"] is False
     assert schema["properties"]["urgency"] == {"type": "integer", "minimum": 1, "maximum": 5}
-    assert "gpt-4o-mini" in headers[0].decode()
+    [entry] = json.loads(headers[0])
+    assert entry["p"] == "openai" and entry["m"] == "gpt-4o-mini" and entry["in"] > 0 and entry["out"] > 0
+    assert entry["usd"] == round(entry["in"] * 0.15e-6 + entry["out"] * 0.6e-6, 8)
     prices = provider.price_list()
     assert prices.usd_per == {"input_tokens": 0.15e-6, "output_tokens": 0.6e-6} and prices.read_on == "2026-12-01"
 
@@ -669,3 +674,10 @@ def test_examples_load_and_their_fields_exist_in_the_schemas(name: str, key: str
         provider = build(step.provider, step.options)
         assert set(provider.output_fields()) <= output
         assert {path.split(".")[0] for path in provider.input_fields()} <= raw
+
+
+def test_the_demo_llm_step_builds_and_writes_fields_the_contacts_schema_has() -> None:
+    step = yaml.safe_load((ROOT / "streams" / "pipelines" / "steps" / "crm_intent.yaml").read_text())
+    provider = build(step["provider"], step["options"])
+    enriched = {field["name"] for field in catalog.load_schema("crm/contact_enriched")["fields"]}
+    assert set(provider.output_fields()) <= enriched and provider.input_fields() == ["notes"]

@@ -178,13 +178,14 @@ class AnthropicProvider(Provider):
         key = self.config.api_key.get_secret_value() if self.config.api_key else os.environ.get(API_KEY_ENV)
         if not key:
             raise ProviderStartError(f"{self.name}: no API key (set api_key or {API_KEY_ENV})")
-        self._api = anthropic.AsyncAnthropic(
-            api_key=key,
-            base_url=self.config.base_url,
-            max_retries=0,
-            timeout=self.config.timeout_seconds,
-            http_client=anthropic.DefaultAioHttpClient(),  # cheaper per call than httpx2's pool at high concurrency
-        )
+        if self._api is None:  # started once, whether by the stage or by whoever built it
+            self._api = anthropic.AsyncAnthropic(
+                api_key=key,
+                base_url=self.config.base_url,
+                max_retries=0,
+                timeout=self.config.timeout_seconds,
+                http_client=anthropic.DefaultAioHttpClient(),  # cheaper per call than httpx2's pool at high concurrency
+            )
         try:
             await self._api.models.list()
         except anthropic.APIConnectionError as exc:

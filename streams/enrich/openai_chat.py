@@ -168,7 +168,8 @@ class OpenAIChatProvider(Provider):
         return token_prices(self.config.model, USD_PER_MILLION_TOKENS, PRICES_READ_ON, PRICES_SOURCE)
 
     async def start(self) -> None:
-        self._api = openai_connection.client(self.name, self.config)
+        if self._api is None:  # started once, whether by the stage or by whoever built it
+            self._api = openai_connection.client(self.name, self.config)
         await openai_connection.check(self.name, self._api)
         if list_price(self.config.model, USD_PER_MILLION_TOKENS) is None and not self.config.prices:
             log.warning("event=model_price_unknown provider=%s model=%s cost=0", self.name, self.config.model)
