@@ -610,7 +610,7 @@ def fake_openai_url() -> Iterator[str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = subprocess.Popen(
-        [sys.executable, "-m", "tests.fakes.openai_compatible", "--port", str(port), "--latency-ms", "20"],
+        [sys.executable, "-m", "streams.fake_openai", "--port", str(port), "--latency-ms", "20"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
