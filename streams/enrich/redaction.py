@@ -33,9 +33,12 @@ import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from streams.enrich.base import PiiKind
+
+if TYPE_CHECKING:
+    import tldextract
 
 PLACEHOLDERS: Final[dict[PiiKind, str]] = {
     "email": "<EMAIL>",
@@ -78,15 +81,15 @@ _TRIGGERS: Final = {
 _DIGIT_LED: Final = frozenset({"All Credit Cards (weak)", "SSN5 (medium)", "IPv4", "phone"})
 _LEADING_FLAGS = re.compile(r"^\(\?([aiLmsux]+)\)")
 
-# A phone-shaped run for the matcher to judge: an optional +country code, then digit groups joined by one space,
-# dot, dash or a parenthesised area code, with at least 7 digits in all; a bare digit run needs 10 (a national
-# number with its area code), so order numbers and ids do not reach the (costly) matcher. Not a date or an IPv4
-# address, and not
-# inside a word, a decimal number, an amount or a dashed/slashed reference.
+# A phone-shaped run for the matcher to judge, taken whole as the matcher takes it (a run of digit groups is one
+# candidate, never a tail of one; atomic, so a long run costs no backtracking): an optional +country code, then
+# digit groups joined by one space, dot, dash or a parenthesised area code, with 7 to 15 digits in all; a bare digit
+# run needs 10 (a national number with its area code), so order numbers and ids do not reach the (costly) matcher.
+# Not a date or an IPv4 address, and not inside a word, a decimal number, an amount or a dashed/slashed reference.
 _PHONE_CANDIDATE: Final = (
-    r"(?<![\w+.,\-/])(?!\d{4}-\d\d-\d\d\b|\d\d?[./\-]\d\d?[./\-]\d{2,4}\b|\d{1,3}(?:\.\d{1,3}){3}\b)(?:"
-    r"\+\d{1,3}(?:[ .\-]?\(?\d{1,5}\)?){2,6}"
-    r"|\(?\d{1,5}\)?(?:[ .\-]\d{2,8}){1,4}"
+    r"(?<![\w+.,\-/])(?<!\d[ .\-])(?!\d{4}-\d\d-\d\d\b|\d\d?[./\-]\d\d?[./\-]\d{2,4}\b|\d{1,3}(?:\.\d{1,3}){3}\b)(?>"
+    r"\+\d{1,3}(?:[ .\-]?\(?\d{1,5}\)?)+"
+    r"|\(?\d{1,5}\)?(?:[ .\-]\d{2,8})+"
     r"|\d{10,15}"
     r")(?![\w\-/]|[.,]\d)"
 )
@@ -329,7 +332,7 @@ def _phone_spans(recognizer: Any) -> Callable[[re.Match[str], int], list[tuple[i
 
 
 @functools.cache
-def _suffix_extractor() -> Any:
+def _suffix_extractor() -> tldextract.TLDExtract:
     import tldextract
 
     return tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
