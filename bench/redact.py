@@ -6,8 +6,9 @@ on one core, in this process:
   (a) `Redactor(all seven kinds).redact` over every text: one combined pattern scan per text, candidates checked by
       presidio's recognizers;
   (b) baseline: `re.sub` of a single e-mail regex over the same texts.
-Each is timed as the best of `--repeat` passes (after one warm-up pass), and (a) is printed as texts/s and as a ratio
-to (b). Target: (a) >= 20,000 texts/s.
+Each is timed as the best of `--repeat` passes, each over its own texts (after a warm-up on others, so phone numbers
+are checked, not answered from the cache), and (a) is printed as texts/s and as a ratio to (b).
+Target: (a) >= 20,000 texts/s.
 
     .venv/bin/python bench/redact.py [--texts 20000] [--repeat 3] [--smoke]
 """
@@ -85,6 +86,7 @@ def not_pii(rng: random.Random) -> str:
 
 
 def make_texts(count: int, seed: int = 7) -> list[str]:
+    """`count` texts of `LENGTH` characters; the even ones hold PII."""
     rng = random.Random(seed)
     filler = NOTE.split()
     texts = []
@@ -101,15 +103,14 @@ def make_texts(count: int, seed: int = 7) -> list[str]:
     return texts
 
 
-def best_rate(function: Callable[[str], str], texts: Sequence[str], repeat: int) -> tuple[float, list[str]]:
-    output = [function(text) for text in texts]
+def best_rate(function: Callable[[str], str], passes: Sequence[Sequence[str]]) -> float:
     best = float("inf")
-    for _ in range(repeat):
+    for texts in passes:
         began = time.perf_counter()
         for text in texts:
             function(text)
         best = min(best, time.perf_counter() - began)
-    return len(texts) / best, output
+    return len(passes[0]) / best
 
 
 def main() -> None:
@@ -119,14 +120,20 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="a few hundred texts: checks the benchmark runs")
     args = parser.parse_args()
     count, repeat = (500, 1) if args.smoke else (args.texts, args.repeat)
-    texts = make_texts(count)
     kinds: list[PiiKind] = list(get_args(PiiKind))
     redactor = Redactor(kinds)
+    # the warm-up compiles the scans on other texts: each timed pass meets its phone numbers for the first time, so
+    # their (costly) phonenumbers check is in the figure, not answered from the cache
+    redactor.redact_many(make_texts(count, seed=1))
+    passes = [make_texts(count, seed=7 + index) for index in range(repeat)]
+    texts = passes[0]
 
-    baseline, _ = best_rate(lambda text: BASELINE_EMAIL.sub("<EMAIL>", text), texts, repeat)
-    rate, redacted = best_rate(redactor.redact, texts, repeat)
+    baseline = best_rate(lambda text: BASELINE_EMAIL.sub("<EMAIL>", text), passes)
+    rate = best_rate(redactor.redact, passes)
+    redacted = redactor.redact_many(texts)
     replaced = sum(text.count(placeholder) for text in redacted for placeholder in PLACEHOLDERS.values())
-    changed = sum(before != after for before, after in zip(texts, redacted, strict=True))
+    changed = [before != after for before, after in zip(texts, redacted, strict=True)]
+    with_pii, without_pii = sum(changed[0::2]), sum(changed[1::2])  # make_texts puts PII in the even texts
 
     load = os.getloadavg()[0]
     print(f"redaction: {count:,} texts of {LENGTH} chars ({count // 2:,} with PII), one core of {os.cpu_count()}, "
@@ -136,7 +143,8 @@ def main() -> None:
     verdict = "met" if rate >= TARGET else "MISSED"
     print(f"{'(a) Redactor.redact, ' + str(len(kinds)) + ' kinds':<40} {rate:>10,.0f} {rate / baseline:>16.2f}   "
           f"(target >= {TARGET:,} texts/s {verdict})")
-    print(f"values replaced: {replaced:,} in {changed:,} texts; cost per record {1e6 / rate:.1f} us")
+    print(f"values replaced: {replaced:,}; texts changed: {with_pii:,} of {len(changed[0::2]):,} with PII, "
+          f"{without_pii:,} of {len(changed[1::2]):,} without; cost per text {1e6 / rate:.1f} us")
 
 
 if __name__ == "__main__":
