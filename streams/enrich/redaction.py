@@ -25,6 +25,13 @@ Where presidio is not used as is, and why:
 Where candidates overlap, the leftmost wins, and at one position the kinds are tried in `_PRIORITY` order (an e-mail
 before the URL its domain looks like; an IBAN, card or SSN before the phone its digits look like). A candidate its
 recognizer rejects gives way to the other kinds at the same position, and the scan goes on from the next character.
+
+Cost: before its one scan, a text is searched for a few literals (`_TRIGGERS`: an "@", a dot before two letters...)
+that say which patterns it cannot match, and those are left out of its scan, so a text without an "@" is never
+scanned for e-mails. Each set of patterns is compiled once, when a text first needs it (at most 32 sets; one with
+the URL patterns takes about 0.1 s). A phone number costs phonenumbers about 0.1 ms a region, so the verdicts on
+the last 4,096 distinct candidates are kept. bench/redact.py measures the whole: over 20,000 texts/s of 200
+characters, half with PII, on one core.
 """
 
 from __future__ import annotations
