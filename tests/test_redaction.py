@@ -194,8 +194,8 @@ def test_the_presidio_patterns_named_here_still_exist() -> None:
     here, not silently slow the scan down or bring a skipped pattern back."""
     from streams.enrich import redaction
 
-    names = {pattern.name for recognizer in redaction._recognizers().values() for pattern in
-             getattr(recognizer, "patterns", [])}
+    recognizers = redaction._pattern_recognizers().values()
+    names = {pattern.name for recognizer in recognizers for pattern in recognizer.patterns}  # type: ignore[has-type]
     named = set(redaction._GUARDS) | set(redaction._TRIGGERS) | set(redaction._SKIPPED_PATTERNS)
     assert named <= names, named - names
     assert redaction._DIGIT_LED - {"phone"} <= names

@@ -40,12 +40,14 @@ import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from streams.enrich.base import PiiKind
 
 if TYPE_CHECKING:
     import tldextract
+    from presidio_analyzer import Pattern, PatternRecognizer
+    from presidio_analyzer.predefined_recognizers import PhoneRecognizer
 
 PLACEHOLDERS: Final[dict[PiiKind, str]] = {
     "email": "<EMAIL>",
@@ -107,6 +109,10 @@ _PHONE_CANDIDATE: Final = (
 _PHONE_DIGITS: Final = range(7, 16)
 
 
+_Spans = Callable[[re.Match[str], int], list[tuple[int, int]]]
+"""Where a match (at group index `offset`) really is PII; empty when its recognizer rejects it."""
+
+
 @dataclass(frozen=True)
 class _Alternative:
     """One pattern of one kind in the combined regex."""
@@ -117,8 +123,7 @@ class _Alternative:
     digit_led: bool
     trigger: re.Pattern[str] | None
     """Something every match holds, cheap to look for: a text without it skips the pattern (None: always scanned)."""
-    spans: Callable[[re.Match[str], int], list[tuple[int, int]]]
-    """Where a match at group index `offset` really is PII (empty: the recognizer rejects it)."""
+    spans: _Spans
 
 
 @dataclass(frozen=True)
@@ -211,14 +216,14 @@ def _accepted(combined: _Combined, match: re.Match[str]) -> tuple[PiiKind, list[
 
 @functools.cache
 def _alternatives(kind: PiiKind) -> tuple[_Alternative, ...]:
-    recognizers = _recognizers()
     if kind == "phone":
         candidate = re.compile(_PHONE_CANDIDATE)
-        return (_Alternative("phone", "phone_0", candidate, True, None, _phone_spans(recognizers["phone"])),)
-    recognizer = recognizers[kind]
-    inline = _inline_flags(recognizer.global_regex_flags)
+        return (_Alternative("phone", "phone_0", candidate, True, None, _phone_spans(_phone_recognizer())),)
+    recognizer = _pattern_recognizers()[kind]
+    inline = _inline_flags(recognizer.global_regex_flags or 0)
     alternatives: list[_Alternative] = []
-    for pattern in recognizer.patterns:
+    patterns: list[Pattern] = recognizer.patterns  # type: ignore[has-type]  # set in __init__, unannotated
+    for pattern in patterns:
         if pattern.name in _SKIPPED_PATTERNS or (pattern.score < _MIN_PATTERN_SCORE and not _validates(recognizer)):
             continue
         source: str = pattern.regex
@@ -237,21 +242,19 @@ def _alternatives(kind: PiiKind) -> tuple[_Alternative, ...]:
 
 
 @functools.cache
-def _recognizers() -> dict[PiiKind, Any]:
+def _pattern_recognizers() -> dict[PiiKind, PatternRecognizer]:
     # presidio imports spaCy on any import of the package: only here, when a Redactor is first built
     from presidio_analyzer.predefined_recognizers import (
         CreditCardRecognizer,
         EmailRecognizer,
         IbanRecognizer,
         IpRecognizer,
-        PhoneRecognizer,
         UrlRecognizer,
         UsSsnRecognizer,
     )
 
     return {
         "email": EmailRecognizer(),
-        "phone": PhoneRecognizer(),
         "credit_card": CreditCardRecognizer(),
         "iban": IbanRecognizer(),
         "ip_address": IpRecognizer(),
@@ -260,7 +263,13 @@ def _recognizers() -> dict[PiiKind, Any]:
     }
 
 
-def _validates(recognizer: Any) -> bool:
+def _phone_recognizer() -> PhoneRecognizer:
+    from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+
+    return PhoneRecognizer()
+
+
+def _validates(recognizer: PatternRecognizer) -> bool:
     """The recognizer overrides `validate_result` (a checksum), so even its weak patterns are reliable."""
     from presidio_analyzer import PatternRecognizer
 
@@ -272,9 +281,11 @@ def _inline_flags(flags: int) -> str:
                    if flags & flag)
 
 
-def _accepts(recognizer: Any, kind: PiiKind) -> Callable[[str], bool]:
+def _accepts(recognizer: PatternRecognizer, kind: PiiKind) -> Callable[[str], bool]:
     """`PatternRecognizer.analyze`'s verdict on one candidate: not validated False, not invalidated True."""
-    validate = _email_has_public_suffix if kind == "email" else recognizer.validate_result
+    validate: Callable[[str], bool | None] = (
+        _email_has_public_suffix if kind == "email" else recognizer.validate_result
+    )
     invalidate = recognizer.invalidate_result
 
     def accepts(candidate: str) -> bool:
@@ -283,7 +294,7 @@ def _accepts(recognizer: Any, kind: PiiKind) -> Callable[[str], bool]:
     return accepts
 
 
-def _checked_spans(recognizer: Any, kind: PiiKind) -> Callable[[re.Match[str], int], list[tuple[int, int]]]:
+def _checked_spans(recognizer: PatternRecognizer, kind: PiiKind) -> _Spans:
     accepts = _accepts(recognizer, kind)
 
     def spans(match: re.Match[str], offset: int) -> list[tuple[int, int]]:
@@ -293,7 +304,7 @@ def _checked_spans(recognizer: Any, kind: PiiKind) -> Callable[[re.Match[str], i
     return spans
 
 
-def _iban_spans(recognizer: Any) -> Callable[[re.Match[str], int], list[tuple[int, int]]]:
+def _iban_spans(recognizer: PatternRecognizer) -> _Spans:
     """As `IbanRecognizer` does: the pattern's groups end the candidate ever earlier (the last group first), so a
     word after an IBAN that looks like one more block does not spoil the checksum."""
     accepts = _accepts(recognizer, "iban")
@@ -316,11 +327,11 @@ def _groups_inside(match: re.Match[str], offset: int) -> int:
     return (named[0] if named else match.re.groups + 1) - offset - 1
 
 
-def _phone_spans(recognizer: Any) -> Callable[[re.Match[str], int], list[tuple[int, int]]]:
+def _phone_spans(recognizer: PhoneRecognizer) -> _Spans:
     import phonenumbers
 
     regions: tuple[str, ...] = tuple(recognizer.supported_regions)
-    leniency = recognizer.leniency
+    leniency = phonenumbers.Leniency.VALID if recognizer.leniency is None else recognizer.leniency
 
     @functools.lru_cache(maxsize=4096)
     def numbers_in(candidate: str) -> tuple[tuple[int, int], ...]:
