@@ -120,6 +120,11 @@ def test_unicode_text_around_the_values_is_kept(redactor: Redactor) -> None:
     assert redactor.redact(text) == "Kunde Jürgen Groß 😊 — E-Mail <EMAIL>, Tel. <PHONE> · Nachricht: 「至急」"
 
 
+def test_a_multi_line_note_keeps_its_lines(redactor: Redactor) -> None:
+    note = "Name: Anna Berg\r\nEmail: anna.berg@example.se\nPhone: +46 8 123 456 78\n\tCard: 4111-1111-1111-1111\n"
+    assert redactor.redact(note) == "Name: Anna Berg\r\nEmail: <EMAIL>\nPhone: <PHONE>\n\tCard: <CREDIT_CARD>\n"
+
+
 def test_empty_and_pii_free_texts_come_back_unchanged(redactor: Redactor) -> None:
     assert redactor.redact("") == ""
     plain = "Customer asked about the renewal terms and wants a call back next week."
