@@ -180,3 +180,15 @@ async def test_two_steps_of_one_provider_each_have_their_own_entry_and_total() -
     first, second = json.loads(headers[0])
     assert first["usd"] == 7.0 and second["usd"] == pytest.approx(3.0)
     assert stage.cost_usd == {"scripted": 7.0, "scripted#2": pytest.approx(3.0)}
+
+
+async def test_with_redact_a_third_party_is_sent_placeholders_while_the_record_keeps_its_values() -> None:
+    provider = scripted(redact=["email", "phone", "credit_card"], max_chars=500)
+    text = "Reach jo.doe+crm@example.co.uk or +44 20 7946 0018; card 4111 1111 1111 1111."
+    records = notes(text)
+    failures, _ = await EnrichStage([provider]).run(records)
+    (sent,) = provider.calls[0]
+    assert failures == [None] and sent == "Reach <EMAIL> or <PHONE>; card <CREDIT_CARD>."
+    for secret in ("jo.doe", "7946", "4111"):
+        assert secret not in sent
+    assert records[0]["notes"] == text

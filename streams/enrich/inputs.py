@@ -8,16 +8,13 @@ so records that need nothing are sent as they are, at no cost.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from headwater import fields
 from streams.enrich.base import EnrichFailure, Provider
+from streams.enrich.redaction import Redactor
 
 Record = dict[str, Any]
-
-
-class Redacts(Protocol):
-    def redact(self, text: str) -> str: ...
 
 
 def _replaced(record: Mapping[str, Any], path: tuple[str, ...], value: Any) -> Record:
@@ -32,14 +29,15 @@ def _replaced(record: Mapping[str, Any], path: tuple[str, ...], value: Any) -> R
 
 
 class InputShaper:
-    def __init__(self, provider: Provider, redactor: Redacts | None) -> None:
+    def __init__(self, provider: Provider) -> None:
         config = provider.config
         self.provider = provider.name
         self.paths = [fields.split(path) for path in provider.input_fields()]
         self.text_paths = [fields.split(path) for path in provider.text_fields()]
         self.max_chars = config.max_chars or provider.default_max_chars
         self.refuse_long = config.on_too_long == "dead_letter"
-        self.redactor = redactor if provider.remote and config.redact else None
+        # Built here, off the event loop: presidio's recognizers import spaCy on first use.
+        self.redactor = Redactor(config.redact) if provider.remote and config.redact else None
 
     def inputs(self, record: Mapping[str, Any]) -> list[Any]:
         """The values the provider reads, in `input_fields` order (what the cache key is made of)."""
