@@ -601,6 +601,51 @@ async def test_anthropic_missing_key_unreachable_endpoint_and_refused_key_fail_a
     assert "sk-ant-test" in httpserver.log[-1][0].headers["Authorization"]
 
 
+# --- redaction ----------------------------------------------------------------------------------------------------
+
+PII = {
+    "email": "jane.doe+crm@example.co.uk",
+    "phone": "+1 415 555 2671",
+    "credit_card": "4111 1111 1111 1111",
+    "iban": "DE89 3704 0044 0532 0130 00",
+}
+
+
+@pytest.mark.parametrize("name", ["openai", "anthropic"])
+async def test_no_original_pii_value_reaches_the_fakes_request_log(httpserver: HTTPServer, name: str) -> None:
+    redact = list(PII)
+    if name == "openai":
+        httpserver.expect_request("/v1/models").respond_with_json(oai.models())
+        httpserver.expect_request(CHAT).respond_with_handler(answering(oai.chat_answer))
+        options = openai_options(httpserver, redact=redact, pack=2)
+    else:
+        httpserver.expect_request("/v1/models").respond_with_json(claude.models())
+        httpserver.expect_request(MESSAGES).respond_with_handler(answering(claude.answer_request))
+        options = {**anthropic_options(httpserver, redact=redact, pack=2), "prompt": "{notes} / {contact.email}"}
+    records: list[dict[str, Any]] = [
+        {
+            "notes": f"Unhappy: refund card {PII['credit_card']} to IBAN {PII['iban']}, call {PII['phone']}",
+            "mailing_address": {"city": "Leeds"},
+            "contact": {"email": PII["email"]},
+        },
+        {"notes": f"Write to {PII['email']} about pricing", "mailing_address": None, "contact": None},
+    ]
+    originals = json.loads(json.dumps(records))
+    stage = EnrichStage([build(name, options)], pipeline="contacts")
+    try:
+        failures, _ = await stage.run(records)
+    finally:
+        await stage.close()
+    assert failures == [None, None]
+    sent = [request.get_data(as_text=True) for request, _ in httpserver.log if request.method == "POST"]
+    assert len(sent) == 1, "both records in one packed prompt"
+    for value in PII.values():
+        assert value not in sent[0] and json.dumps(value)[1:-1] not in sent[0]
+    assert all(placeholder in sent[0] for placeholder in ("<CREDIT_CARD>", "<IBAN>", "<PHONE>", "<EMAIL>"))
+    assert all(records[i][key] == originals[i][key] for i in range(2) for key in originals[i])
+    assert records[0]["intent"] == "complaint"
+
+
 # --- the standalone OpenAI-compatible server -----------------------------------------------------------------------
 
 
