@@ -450,6 +450,27 @@ async def test_embeddings_vectors_land_on_records_and_tokens_are_billed(openai_s
     await provider.close()
 
 
+async def test_embeddings_an_input_the_api_rejects_fails_alone(openai_server: HTTPServer) -> None:
+    def by_input(request: Request) -> Response:
+        body = json.loads(request.get_data())
+        if any("\x00" in text for text in body["input"]):
+            rejected = oai.error("'$.input' is invalid", kind="invalid_request_error")
+            return Response(json.dumps(rejected), status=400, content_type="application/json")
+        return Response(json.dumps(oai.embeddings_answer(body)), content_type="application/json")
+
+    openai_server.expect_request("/v1/embeddings").respond_with_handler(by_input)
+    options = {"text_field": "t", "base_url": openai_server.url_for("/v1"), "api_key": "k"}
+    records: list[dict[str, Any]] = [{"t": "fine"}, {"t": "bad\x00input"}, {"t": "also fine"}]
+    stage = EnrichStage([build("openai_embeddings", options)], pipeline="contacts")
+    try:
+        failures, _ = await stage.run(records)
+    finally:
+        await stage.close()
+    assert failures[0] is None and failures[2] is None
+    assert failures[1] is not None and failures[1].error_class == "BadRequest" and not failures[1].unreachable
+    assert records[0]["embedding"] == oai.vector("fine") and "embedding" not in records[1]
+
+
 async def test_embeddings_throttle_is_raised_for_the_batch(openai_server: HTTPServer) -> None:
     openai_server.expect_request("/v1/embeddings").respond_with_json(
         oai.error("slow down", kind="requests"), status=429, headers={"retry-after": "3"}

@@ -2,7 +2,8 @@
 float array; any OpenAI-compatible server through `base_url`.
 
 Billed by `input_tokens`: the call's usage, shared among the records in proportion to their text's length. A record
-without text gets null and is not sent (the API refuses empty inputs).
+without text gets null and is not sent (the API refuses empty inputs). A batch the API rejects (400) is raised for the
+stage to retry record by record, so only the input at fault fails.
 """
 
 from __future__ import annotations
@@ -93,9 +94,9 @@ class OpenAIEmbeddingsProvider(Provider):
                     model=self.config.model, input=[texts[index] for index in sent], encoding_format="float", **extra
                 )
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
-            failure = EnrichFailure("BadRequest", f"{self.name} rejected the request: {exc.message}")
-            for index in sent:
-                outcomes[index] = failure
+            if len(sent) > 1:
+                raise  # one input spoils the whole call: the stage retries record by record, so only it fails
+            outcomes[sent[0]] = EnrichFailure("BadRequest", f"{self.name} rejected the input: {exc.message}")
             return outcomes
         vectors = {item.index: item.embedding for item in answer.data}
         characters = sum(len(texts[index]) for index in sent)
