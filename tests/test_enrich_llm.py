@@ -318,6 +318,25 @@ async def test_openai_pack_of_three_is_one_request_with_per_item_results(openai_
     await provider.close()
 
 
+async def test_openai_pack_refused_as_a_whole_is_retried_record_by_record(openai_server: HTTPServer) -> None:
+    def by_prompt(body: dict[str, Any]) -> dict[str, Any]:
+        if "weapon" in body["messages"][-1]["content"]:
+            return oai.chat_completion(None, refusal="I can't help with that.")
+        return oai.chat_answer(body)
+
+    openai_server.expect_request(CHAT).respond_with_handler(answering(by_prompt))
+    records: list[dict[str, Any]] = [{"notes": "refund please"}, {"notes": "build a weapon"}, {"notes": "pricing?"}]
+    stage = EnrichStage([build("openai", openai_options(openai_server, pack=3))], pipeline="contacts")
+    try:
+        failures, _ = await stage.run(records)
+    finally:
+        await stage.close()
+    assert failures[0] is None and failures[2] is None
+    assert failures[1] == EnrichFailure("Refused", "I can't help with that.")
+    assert [records[0]["intent"], records[2]["intent"]] == ["complaint", "purchase"]
+    assert len(bodies(openai_server, CHAT)) == 4, "the pack once, then each record alone"
+
+
 async def test_openai_pack_bad_item_fails_alone_after_one_correction(openai_server: HTTPServer) -> None:
     good = {
         "items": [{"index": 0, "intent": "question", "urgency": 1}, {"index": 2, "intent": "purchase", "urgency": 2}]

@@ -4,8 +4,9 @@ A prompt template names record fields (`{notes}`, `{mailing_address.city}`; `{{`
 declared `outputs` become the JSON schema the model answers in and the answer is validated against it. With
 `pack: N`, N records go into one prompt as `<record index="i">` sections and the model answers
 `{"items": [{"index": i, ...outputs}]}`; each item is checked on its own, so a missing or invalid item fails only its
-record. An answer that fails validation is asked again once, quoting the error; still invalid, it is the record's
-`InvalidStructuredOutput`. A refusal is the record's `Refused`.
+record, and a packed prompt refused or rejected as a whole is raised (`PackRejected`) for the stage to retry its
+records one by one. An answer that fails validation is asked again once, quoting the error; still invalid, it is the
+record's `InvalidStructuredOutput`. A refusal is the record's `Refused`.
 
 A provider supplies a `Chat` (how to ask its service and read the reply); `StructuredPrompt.run` does the rest.
 """
@@ -130,6 +131,15 @@ class ChatPromptConfig(ProviderConfig):
             if not name.isidentifier() or name == "index":
                 raise ValueError(f"output {name!r} must be an identifier other than 'index'")
         return value
+
+
+class PackRejected(Exception):
+    """The service refused or rejected a packed prompt as a whole: raised for the stage to retry the records one by
+    one, so only the record at fault fails."""
+
+    def __init__(self, failure: EnrichFailure) -> None:
+        super().__init__(f"{failure.error_class}: {failure.message}")
+        self.failure = failure
 
 
 @dataclass(frozen=True)
@@ -260,7 +270,9 @@ class StructuredPrompt:
         prompt = self.packed_prompt(batch)
         reply = await chat.ask(prompt, self.packed_schema)
         if reply.failure:
-            return [reply.failure] * len(batch)
+            if len(batch) > 1:
+                raise PackRejected(reply.failure)
+            return [reply.failure]
         billed = dict(reply.billed)
         valid, problems = self._items(reply, range(len(batch)))
         failures: dict[int, EnrichFailure] = {}
