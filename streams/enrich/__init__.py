@@ -1,19 +1,8 @@
-"""Enrichment providers (one module each, registered by name) and the stage that runs them over a batch."""
+"""Enrichment providers (one module each, registered by name and imported when first used) and the stage that runs
+them over a batch."""
 
 from __future__ import annotations
 
-from streams.enrich import (
-    anthropic_messages,
-    aws_comprehend,
-    aws_rekognition,
-    aws_sagemaker,
-    aws_textract,
-    aws_translate,
-    language,
-    openai_chat,
-    openai_embeddings,
-    sentiment,
-)
 from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider, ProviderConfig, ProviderUnavailable
 from streams.enrich.provider_index import build, config_model, register
 from streams.enrich.stage import EnrichStage
@@ -26,17 +15,7 @@ __all__ = [
     "Provider",
     "ProviderConfig",
     "ProviderUnavailable",
-    "anthropic_messages",
-    "aws_comprehend",
-    "aws_rekognition",
-    "aws_sagemaker",
-    "aws_textract",
-    "aws_translate",
     "build",
     "config_model",
-    "language",
-    "openai_chat",
-    "openai_embeddings",
     "register",
-    "sentiment",
 ]
