@@ -164,6 +164,9 @@ WAREHOUSE_QUERIES = [
      "SELECT country_code, count(*) AS contacts, round(avg(sentiment), 3) AS avg_sentiment, "
      "count(*) FILTER (WHERE quality = 'WARN') AS with_warnings FROM crm_contacts_enriched "
      "GROUP BY 1 ORDER BY 2 DESC LIMIT 8"),
+    ("Intent from the LLM step (DuckDB)", "crm_contacts_enriched",
+     "SELECT intent, count(*) AS contacts, round(avg(urgency), 1) AS avg_urgency FROM crm_contacts_enriched "
+     "WHERE intent IS NOT NULL GROUP BY 1 ORDER BY 2 DESC"),
     ("Orders by currency (DuckDB)", "erp_orders_enriched",
      "SELECT currency, count(*) AS orders, sum(amount_minor) AS total_minor_units, "
      "mode(language) AS top_note_language FROM erp_orders_enriched GROUP BY 1 ORDER BY 2 DESC"),

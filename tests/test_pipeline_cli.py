@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -65,6 +66,12 @@ def test_up_runs_the_demo_and_stops_everything(tmp_path: Path) -> None:
     assert "Headwater pipelines (faust runtime)" in result.stdout
     assert "amount_not_negative" in result.stdout and "WireFormatError" in result.stdout
     assert "Contacts by country (DuckDB)" in result.stdout and "warehouse rows: crm.contacts.enriched" in result.stdout
+    # the LLM step ran against the offline fake: calls made, repeated notes answered from the cache, cost counted
+    llm_row = re.search(r"crm_contacts@1 +│ openai +│ +([\d,]+) │ +([\d,]+) │ +(\d+\.\d+)", result.stdout)
+    assert llm_row is not None, result.stdout[-3000:]
+    calls, hits, cost = (float(value.replace(",", "")) for value in llm_row.groups())
+    assert calls > 0 and hits > 0 and cost > 0
+    assert "Intent from the LLM step (DuckDB)" in result.stdout and "complaint" in result.stdout
     assert not EmbeddedBroker(data_dir / "broker").status().running
     assert (data_dir / "warehouse.duckdb").is_file()
 
