@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from streams.enrich import (
     anthropic_messages,
+    aws_bedrock,
     aws_comprehend,
     aws_rekognition,
     aws_sagemaker,
@@ -27,6 +28,7 @@ __all__ = [
     "ProviderConfig",
     "ProviderUnavailable",
     "anthropic_messages",
+    "aws_bedrock",
     "aws_comprehend",
     "aws_rekognition",
     "aws_sagemaker",
