@@ -244,12 +244,34 @@ async def test_service_errors_are_the_stages_kinds_and_tried_once(
     assert len(converse_requests(server)) == 1, "boto3 must not retry on its own: the stage decides"
 
 
-async def test_request_rejected_for_one_records_content_fails_that_record(server: HTTPServer) -> None:
-    message = "Input is too long for requested model."
-    server.expect_request(bedrock.CONVERSE).respond_with_response(bedrock.error("ValidationException", 400, message))
+@pytest.mark.parametrize(
+    ("code", "status", "message"),
+    [
+        ("ValidationException", 400, "Input is too long for requested model."),
+        ("ModelErrorException", 424, "The model could not process the input."),
+    ],
+)
+async def test_request_rejected_for_one_records_content_fails_that_record(
+    server: HTTPServer, code: str, status: int, message: str
+) -> None:
+    server.expect_request(bedrock.CONVERSE).respond_with_response(bedrock.error(code, status, message))
     async with running(options(server)) as provider:
         [outcome] = await provider.enrich([{"notes": "x" * 5000}])
-    assert outcome == EnrichFailure("ValidationException", f"aws_bedrock rejected the request: {message}")
+    assert outcome == EnrichFailure(code, f"aws_bedrock rejected the request: {message}")
+    assert len(converse_requests(server)) == 1, "a rejected request is not asked again"
+
+
+async def test_answer_cut_off_at_max_tokens_is_asked_again_once(server: HTTPServer) -> None:
+    cut = bedrock.converse({"intent": "complaint"}, stop_reason="max_tokens", output_tokens=16)
+    whole = bedrock.converse({"intent": "question", "urgency": 1})
+    server.expect_oneshot_request(bedrock.CONVERSE).respond_with_json(cut)
+    server.expect_oneshot_request(bedrock.CONVERSE).respond_with_json(whole)
+    async with running(options(server, max_tokens=16)) as provider:
+        [outcome] = await provider.enrich([{"notes": "how?"}])
+    assert isinstance(outcome, Enriched) and outcome.fields == {"intent": "question", "urgency": 1}
+    _, second = converse_requests(server)[1]
+    [block] = second["messages"][2]["content"]
+    assert "cut off at max_tokens" in block["toolResult"]["content"][0]["text"]
 
 
 async def test_pack_of_three_is_one_call_answered_per_item_with_usage_split(server: HTTPServer) -> None:
