@@ -215,12 +215,12 @@ async def test_guardrail_or_content_filter_refuses_the_record_without_asking_aga
 ) -> None:
     answer = bedrock.converse(None, text="Sorry, the model cannot answer this.", stop_reason=stop_reason)
     server.expect_request(bedrock.CONVERSE).respond_with_json(answer)
-    config = options(server, guardrail_id="gr-crm", guardrail_version="3")
+    config = options(server, guardrail_id="gr1crm", guardrail_version="3")
     async with running(config) as provider:
         [outcome] = await provider.enrich([{"notes": "something harmful"}])
     assert outcome == EnrichFailure("Refused", f"{stop_reason}: Sorry, the model cannot answer this.")
     [(_, body)] = converse_requests(server)
-    assert body["guardrailConfig"] == {"guardrailIdentifier": "gr-crm", "guardrailVersion": "3"}
+    assert body["guardrailConfig"] == {"guardrailIdentifier": "gr1crm", "guardrailVersion": "3"}
 
 
 @pytest.mark.parametrize(
@@ -376,9 +376,17 @@ async def test_start_accepts_a_model_that_cannot_count_tokens(httpserver: HTTPSe
     assert not converse_requests(httpserver), "starting generates nothing"
 
 
-def test_config_refuses_a_guardrail_without_its_version() -> None:
-    with pytest.raises(ValidationError, match="guardrail_id and guardrail_version go together"):
-        build("aws_bedrock", {"model_id": HAIKU, "prompt": "{notes}", "outputs": OUTPUTS, "guardrail_id": "gr"})
+@pytest.mark.parametrize(
+    ("guardrail", "error"),
+    [
+        ({"guardrail_id": "gr1"}, "guardrail_id and guardrail_version go together"),
+        ({"guardrail_id": "gr1", "guardrail_version": "v3"}, "guardrail_version\n  String should match pattern"),
+        ({"guardrail_id": "GR-1", "guardrail_version": "3"}, "guardrail_id\n  String should match pattern"),
+    ],
+)
+def test_config_refuses_a_guardrail_bedrock_would_reject_on_every_call(guardrail: dict[str, str], error: str) -> None:
+    with pytest.raises(ValidationError, match=error):
+        build("aws_bedrock", {"model_id": HAIKU, "prompt": "{notes}", "outputs": OUTPUTS, **guardrail})
 
 
 def test_example_loads_and_its_fields_exist_in_the_schemas() -> None:

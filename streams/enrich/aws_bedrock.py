@@ -80,6 +80,7 @@ def base_model(model_id: str) -> str:
 class BedrockConfig(ChatPromptConfig, aws.AwsConfig):
     model_id: str = Field(
         min_length=1,
+        max_length=256,
         description="Bedrock model id, inference profile or ARN (`anthropic.claude-3-5-haiku-20241022-v1:0`, "
         "`amazon.nova-lite-v1:0`, `us.anthropic.claude-haiku-4-5-20251001-v1:0`); model access must be enabled.",
     )
@@ -95,8 +96,16 @@ class BedrockConfig(ChatPromptConfig, aws.AwsConfig):
         description="Send `toolChoice` naming the tool (Claude, Nova, Mistral Large); false for models that refuse "
         "toolChoice (Llama), which then pick the tool from the prompt and are corrected once when they do not.",
     )
-    guardrail_id: str | None = Field(None, description="Guardrail applied to each call (`guardrailConfig`).")
-    guardrail_version: str | None = Field(None, description="Version of that guardrail (`DRAFT` or a number).")
+    # Bedrock's own patterns: a malformed guardrail would be a ValidationException on every call, dead-lettering
+    # every record, so it is refused when the pipeline loads.
+    guardrail_id: str | None = Field(
+        None,
+        pattern=r"^([a-z0-9]+|arn:aws(-[^:]+)?:bedrock:[a-z0-9-]{1,20}:[0-9]{12}:guardrail/[a-z0-9]+)$",
+        description="Guardrail applied to each call (`guardrailConfig`): its id or ARN.",
+    )
+    guardrail_version: str | None = Field(
+        None, pattern=r"^([1-9][0-9]{0,7}|DRAFT)$", description="Version of that guardrail (`DRAFT` or a number)."
+    )
 
     @model_validator(mode="after")
     def _guardrail_pair(self) -> BedrockConfig:
@@ -262,7 +271,7 @@ class BedrockProvider(Provider):
         except Throttled:
             return
         except (TransientError, ProviderStartError) as exc:
-            raise ProviderStartError(f"{where}: {exc}") from None
+            raise ProviderStartError(f"{where}: {' '.join(str(exc).split())}") from None
         except ClientError as exc:
             # A model that cannot count tokens (Nova, Llama) answers ValidationException: reached and signed.
             code = aws.error_code(exc)
