@@ -400,3 +400,19 @@ def test_example_loads_and_its_fields_exist_in_the_schemas() -> None:
     provider = build(step.provider, step.options)
     assert step.provider == "aws_bedrock" and set(provider.output_fields()) <= output
     assert {path.split(".")[0] for path in provider.input_fields()} <= raw
+
+
+async def test_stage_waits_out_a_throttle_and_then_enriches(server: HTTPServer) -> None:
+    server.expect_oneshot_request(bedrock.CONVERSE).respond_with_response(
+        bedrock.error("ThrottlingException", 429, "Too many requests, please wait before trying again.")
+    )
+    server.expect_request(bedrock.CONVERSE).respond_with_handler(json_handler(bedrock.answer_request))
+    provider = build("aws_bedrock", options(server))
+    records: list[dict[str, Any]] = [{"notes": "buy two licences"}]
+    stage = EnrichStage([provider], pipeline="contacts")
+    try:
+        failures, _ = await stage.run(records)
+    finally:
+        await stage.close()
+    assert failures == [None] and records[0]["intent"] == "purchase"
+    assert len(converse_requests(server)) == 2, "throttled once, then answered"
