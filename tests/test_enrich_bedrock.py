@@ -289,11 +289,20 @@ async def test_pack_of_three_is_one_call_answered_per_item_with_usage_split(serv
     assert [outcome.billed["input_tokens"] for outcome in enriched] == [pytest.approx(sent / 3)] * 3
 
 
-async def test_stage_splits_a_pack_bedrock_rejects_so_only_the_record_at_fault_fails(server: HTTPServer) -> None:
+@pytest.mark.parametrize(
+    ("poisoned", "error_class"),
+    [
+        (bedrock.error("ValidationException", 400, "The model could not process the input."), "ValidationException"),
+        (Response(json.dumps(bedrock.guardrail_intervened()), content_type="application/json"), "Refused"),
+    ],
+)
+async def test_stage_splits_a_pack_bedrock_rejects_so_only_the_record_at_fault_fails(
+    server: HTTPServer, poisoned: Response, error_class: str
+) -> None:
     def converse(request: Request) -> Response:
         body = json.loads(request.get_data())
         if "POISON" in bedrock.first_user_text(body):
-            return bedrock.error("ValidationException", 400, "The model could not process the input.")
+            return poisoned
         return Response(json.dumps(bedrock.answer_request(body)), content_type="application/json")
 
     server.expect_request(bedrock.CONVERSE).respond_with_handler(converse)
@@ -305,7 +314,7 @@ async def test_stage_splits_a_pack_bedrock_rejects_so_only_the_record_at_fault_f
     finally:
         await stage.close()
     assert failures[0] is None and failures[2] is None
-    assert failures[1] is not None and failures[1].error_class == "ValidationException"
+    assert failures[1] is not None and failures[1].error_class == error_class
     assert (records[0]["intent"], records[2]["intent"]) == ("complaint", "purchase")
     assert len(converse_requests(server)) == 4, "the pack of three, then each record alone"
 

@@ -5,8 +5,9 @@ structured through one tool whose `inputSchema.json` is the outputs' JSON schema
 Billed by the answer's usage: `inputTokens` and `outputTokens` as `input_tokens` and `output_tokens`, split evenly
 over the records of a packed prompt, priced from Bedrock's on-demand list prices by model id (a cross-region
 inference profile such as `us.` or `global.` is priced as its model). A guardrail or content filter stepping in fails
-the records asked (`Refused`); a request Bedrock rejects (`ValidationException`, e.g. a prompt over the model's
-context) fails the record it was for.
+the record asked (`Refused`); a request Bedrock rejects (`ValidationException`, e.g. a prompt over the model's
+context) fails the record it was for. Either on a packed prompt is raised, so the stage asks for its records one by
+one and only the record at fault fails.
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ records of that request are at fault, not the service."""
 GONE_FOR_US = frozenset({*aws.CREDENTIAL_CODES, "ResourceNotFoundException"})
 """Refused credentials, model access withdrawn or a model id that does not exist: no record is at fault, so the
 pipeline pauses instead of dead-lettering everything."""
+
+
+class PackRefused(Exception):
+    """A guardrail or content filter stepped in on a packed prompt: raised so the stage asks for its records one by
+    one and only the record whose content it was is refused."""
 
 
 def base_model(model_id: str) -> str:
@@ -205,6 +211,8 @@ class BedrockChat:
         text = " ".join(block["text"] for block in content if "text" in block)
         stop = answer.get("stopReason")
         if stop in REFUSING_STOPS:
+            if self._records > 1:
+                raise PackRefused(f"{self._provider.name}: {stop} on a prompt of {self._records} records")
             reason = f"{stop}: {text[:1000]}" if text else str(stop)
             return Reply(failure=EnrichFailure("Refused", reason), billed=billed)
         if stop == "max_tokens":
