@@ -21,6 +21,7 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
+    ParamValidationError,
     ReadTimeoutError,
 )
 from pydantic import Field, SecretStr
@@ -114,15 +115,19 @@ def classify(exc: BaseException, service: str) -> BaseException:
     if isinstance(exc, ClientError):
         code = error_code(exc)
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in TRANSIENT_CODES:  # before the status: ModelNotReadyException comes as a 429
+            return TransientError(f"{service}: {code}: {exc}")
         if code in THROTTLING_CODES or status == 429:
             return Throttled(f"{service}: {code or status}", _retry_after(exc))
-        if code in TRANSIENT_CODES or status >= 500:
+        if status >= 500:
             return TransientError(f"{service}: {code or status}: {exc}")
         return exc
     if isinstance(exc, EndpointConnectionError | ConnectTimeoutError | ReadTimeoutError):
         return TransientError(f"{service}: {type(exc).__name__}: {exc}")
     if isinstance(exc, NoCredentialsError):
         return ProviderStartError(f"{service}: no AWS credentials")
+    if isinstance(exc, ParamValidationError):  # botocore refused the request it was given: not worth a retry
+        return exc
     if isinstance(exc, BotoCoreError):
         return TransientError(f"{service}: {type(exc).__name__}: {exc}")
     return exc

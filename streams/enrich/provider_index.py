@@ -20,6 +20,7 @@ MODULES = {
     "openai": "streams.enrich.openai_chat",
     "openai_embeddings": "streams.enrich.openai_embeddings",
     "anthropic": "streams.enrich.anthropic_messages",
+    "aws_bedrock": "streams.enrich.aws_bedrock",
 }
 """The providers Headwater ships, by name, and the module of each."""
 
