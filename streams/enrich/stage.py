@@ -289,8 +289,13 @@ class EnrichStage:
             for provider in self.providers:
                 try:
                     await provider.start()
-                except ProviderStartError as exc:
-                    raise ProviderStartError(f"pipeline {self.pipeline}: provider {provider.name}: {exc}") from None
+                except BaseException as exc:
+                    await provider.close()  # what it opened before failing (a client, a model worker)
+                    if isinstance(exc, ProviderStartError):
+                        raise ProviderStartError(
+                            f"pipeline {self.pipeline}: provider {provider.name}: {exc}"
+                        ) from None
+                    raise
                 started.append(provider)
         except BaseException:
             for provider in started:
