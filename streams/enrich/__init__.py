@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from streams.enrich import language, sentiment
+from streams.enrich import huggingface, language, mlflow_model, sentiment
 from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider, ProviderConfig, ProviderUnavailable
 from streams.enrich.provider_index import build, config_model, register
 from streams.enrich.stage import EnrichStage
@@ -17,7 +17,9 @@ __all__ = [
     "ProviderUnavailable",
     "build",
     "config_model",
+    "huggingface",
     "language",
+    "mlflow_model",
     "register",
     "sentiment",
 ]

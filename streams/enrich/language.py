@@ -1,9 +1,10 @@
-"""Language of a text field with py3langid (local, offline): an ISO 639-1 code, or null when unsure."""
+"""Language of a text field with py3langid (local, offline): an ISO 639-1 code, or null when unsure. Runs in a child
+process (`local_worker`) like every local model, so no call can hold the pipeline past its deadline."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import cached_property
+from functools import partial
 from importlib.metadata import version
 from typing import Any
 
@@ -12,7 +13,8 @@ from pydantic import Field
 
 from headwater import fields
 from streams.enrich import provider_index
-from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderConfig, run_cpu_bound
+from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderConfig
+from streams.enrich.local_worker import LocalWorker
 
 
 class LanguageConfig(ProviderConfig):
@@ -28,31 +30,37 @@ class LanguageConfig(ProviderConfig):
     )
 
 
-class LanguageProvider(Provider):
-    name = "language"
-    config: LanguageConfig
+class LangidIdentifier:
+    """The child's model: loads py3langid's model once, then identifies a list of texts per call."""
 
-    @property
-    def model(self) -> str:
-        return f"py3langid-{version('py3langid')}"
+    def __init__(self, config: LanguageConfig) -> None:
+        self.config = config
+        self.identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        if config.languages:
+            self.identifier.set_languages(config.languages)
 
-    @cached_property
-    def _identifier(self) -> LanguageIdentifier:
-        identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-        if self.config.languages:
-            identifier.set_languages(self.config.languages)
-        return identifier
-
-    def _identify(self, texts: list[Any]) -> list[str | None]:
-        identifier = self._identifier
+    def __call__(self, texts: list[Any]) -> list[str | None]:
         found: list[str | None] = []
         for text in texts:
             if not isinstance(text, str) or len(text.strip()) < self.config.min_chars:
                 found.append(None)
                 continue
-            code, confidence = identifier.classify(text[: self.config.max_chars])
+            code, confidence = self.identifier.classify(text[: self.config.max_chars])
             found.append(str(code) if confidence >= self.config.min_confidence else None)
         return found
+
+
+class LanguageProvider(Provider):
+    name = "language"
+    config: LanguageConfig
+
+    def __init__(self, config: LanguageConfig) -> None:
+        super().__init__(config)
+        self.worker = LocalWorker(self.name, partial(LangidIdentifier, config))
+
+    @property
+    def model(self) -> str:
+        return f"py3langid-{version('py3langid')}"
 
     def input_fields(self) -> list[str]:
         return [self.config.text_field]
@@ -60,9 +68,15 @@ class LanguageProvider(Provider):
     def output_fields(self) -> list[str]:
         return [self.config.output_field]
 
+    async def start(self) -> None:
+        await self.worker.start()
+
+    async def close(self) -> None:
+        await self.worker.close()
+
     async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
         path = fields.split(self.config.text_field)
-        codes = await run_cpu_bound(self._identify, [fields.get(record, path) for record in batch])
+        codes: list[str | None] = await self.worker.call([fields.get(record, path) for record in batch])
         return [Enriched({self.config.output_field: code}) for code in codes]
 
 
