@@ -17,15 +17,15 @@ from pydantic import Field
 
 from headwater import fields
 from streams.enrich import provider_index
-from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderConfig, ProviderStartError
-from streams.enrich.local_worker import LocalWorker
+from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderStartError
+from streams.enrich.local_worker import LocalModelConfig, LocalWorker
 
 if TYPE_CHECKING:
     from model2vec import StaticModel
     from model2vec.inference import StaticModelPipeline
 
 
-class HuggingFaceConfig(ProviderConfig):
+class HuggingFaceConfig(LocalModelConfig):
     model_path: Path = Field(
         description="Local directory of a model2vec model (`config.json`, `model.safetensors`, `tokenizer.json`; "
         "plus `head.safetensors` for classification). Nothing is ever downloaded: HF_HUB_OFFLINE=1 in the model "
@@ -104,7 +104,7 @@ class HuggingFaceProvider(Provider):
     def __init__(self, config: HuggingFaceConfig) -> None:
         super().__init__(config)
         model = Model2VecEmbedder if config.task == "embeddings" else Model2VecClassifier
-        self.worker = LocalWorker(self.name, partial(model, config.model_path))
+        self.worker = LocalWorker(self.name, partial(model, config.model_path), config.concurrency)
 
     @cached_property
     def model(self) -> str:

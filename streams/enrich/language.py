@@ -13,11 +13,11 @@ from pydantic import Field
 
 from headwater import fields
 from streams.enrich import provider_index
-from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderConfig
-from streams.enrich.local_worker import LocalWorker
+from streams.enrich.base import Enriched, EnrichOutcome, Provider
+from streams.enrich.local_worker import LocalModelConfig, LocalWorker
 
 
-class LanguageConfig(ProviderConfig):
+class LanguageConfig(LocalModelConfig):
     text_field: str = Field(description="Dotted path of the text to identify; records without text get null.")
     output_field: str = Field("language", description="Field receiving the ISO 639-1 code.")
     languages: list[str] | None = Field(
@@ -56,7 +56,7 @@ class LanguageProvider(Provider):
 
     def __init__(self, config: LanguageConfig) -> None:
         super().__init__(config)
-        self.worker = LocalWorker(self.name, partial(LangidIdentifier, config))
+        self.worker = LocalWorker(self.name, partial(LangidIdentifier, config), config.concurrency)
 
     @property
     def model(self) -> str:

@@ -3,11 +3,14 @@
 A thread that runs over its timeout keeps running (Python cannot stop it), every later call queues behind it and the
 worker no longer stops on SIGTERM. A process can be killed: `LocalWorker.call` is cancellable, and when the stage's
 deadline cancels it mid-call the child is killed at once and a fresh one started, which loads the model again (once,
-before its first call) while the next call is on its way. Calls go one at a time (one child per provider instance:
-a local model uses a core fully, so calls in parallel would only take turns).
+before its first call) while the next call is on its way. Each child takes one call at a time; a provider has as many
+children as calls in flight (`concurrency`, 1 by default: a model process uses a core fully), so no call waits
+behind another one's stuck call with its own deadline running.
 
-The parent never blocks on the child: it waits for an answer through the event loop's reader on the pipe. The child
-exits on its own when the parent is gone (pipe closed or parent changed), even in the middle of a long call.
+Children are forked by a fork server (started once, without the parent's threads) that has imported the enrichment
+providers already, so a replacement is ready in milliseconds plus its model's load, not the seconds a fresh
+interpreter takes. The parent never blocks on a child: it waits for answers through the event loop's reader on the
+pipe. A child exits on its own when the parent is gone, even in the middle of a long call.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from streams.enrich.base import ProviderStartError, ProviderUnavailable
+from pydantic import Field
+
+from streams.enrich.base import ProviderConfig, ProviderStartError, ProviderUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +37,8 @@ ModelCall = Callable[[Any], Any]
 ModelFactory = Callable[[], ModelCall]
 """A picklable callable (a module-level class or function) that loads the model in the child."""
 
-_CONTEXT = multiprocessing.get_context("spawn")  # no fork: the parent runs Kafka clients' threads
+_CONTEXT = multiprocessing.get_context("forkserver")  # never fork the parent itself: it runs Kafka clients' threads
+_CONTEXT.set_forkserver_preload(["streams.enrich"])
 _PARENT_CHECK_SECONDS = 1.0
 _STOP_GRACE_SECONDS = 1.0
 LOAD_TIMEOUT_SECONDS = 120.0
@@ -44,9 +50,13 @@ class LocalWorkerCrashed(RuntimeError):
 
 
 def _exit_when_orphaned(parent: int) -> None:
-    while os.getppid() == parent:
+    """The child's watchdog thread (its parent is the fork server, so it watches the pipeline process by pid)."""
+    while True:
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            os._exit(1)
         time.sleep(_PARENT_CHECK_SECONDS)
-    os._exit(1)
 
 
 def _child_main(factory: ModelFactory, conn: Connection, parent: int) -> None:
@@ -123,90 +133,122 @@ class _Child:
 
 
 class LocalWorker:
-    """Runs one model's calls in a child process that is killed and replaced when a call is cancelled."""
+    """Runs one model's calls in child processes (`processes` of them, one call each at a time); a child whose call
+    is cancelled is killed and replaced."""
 
-    def __init__(self, name: str, factory: ModelFactory, load_timeout: float = LOAD_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self, name: str, factory: ModelFactory, processes: int = 1, load_timeout: float = LOAD_TIMEOUT_SECONDS
+    ) -> None:
         self.name = name
         self._factory = factory
+        self._processes = processes
         self._load_timeout = load_timeout
-        self._child: _Child | None = None
-        self._turn = asyncio.Lock()
+        self._slots = asyncio.Semaphore(processes)
+        self._idle: list[_Child] = []
+        """Children not in a call: ready, or still loading their model."""
+        self._busy: set[_Child] = set()
         self._closed = False
         self.restarts = 0
         """Children killed for a call that overran (or crashed) and replaced: for tests and logs."""
 
     @property
-    def pid(self) -> int | None:
-        return self._child.process.pid if self._child else None
+    def pids(self) -> list[int | None]:
+        return [child.process.pid for child in [*self._idle, *self._busy]]
 
     async def start(self) -> None:
-        """Start the child and wait for its model to load; `ProviderStartError` when it does not."""
+        """Start every child and wait for their models to load; `ProviderStartError` when one does not."""
         try:
             async with asyncio.timeout(self._load_timeout):
-                await self._ready_child()
+                children = await asyncio.gather(*(self._checkout() for _ in range(self._processes)))
         except TimeoutError:
             await self.close()
             raise ProviderStartError(
                 f"provider {self.name}: model did not load within {self._load_timeout:g}s"
             ) from None
-        except LocalWorkerCrashed as exc:
+        except (ProviderStartError, LocalWorkerCrashed) as exc:
             await self.close()
+            if isinstance(exc, ProviderStartError):
+                raise
             raise ProviderStartError(f"provider {self.name}: model process died while loading: {exc}") from None
+        for child in children:
+            self._checkin(child)
 
-    async def _ready_child(self) -> _Child:
+    async def _checkout(self) -> _Child:
+        """An idle child with its model loaded (a new one if none is idle)."""
         if self._closed:
             raise ProviderUnavailable(self.name, "closed")
-        if self._child is None:
-            self._child = _Child(self.name, self._factory)
-        child = self._child
+        if self._idle:
+            child = self._idle.pop()
+        else:
+            # the first child waits for the fork server to start and import the providers: not on the event loop
+            child = await asyncio.to_thread(_Child, self.name, self._factory)
+        self._busy.add(child)
         if not child.ready:
             try:
                 kind, detail = await child.receive()
+            except asyncio.CancelledError:
+                self._checkin(child)  # still loading: the next call gets it
+                raise
             except LocalWorkerCrashed:
-                self._discard()
+                self._discard(child)
                 raise
             if kind == "failed":
-                self._discard()
+                self._discard(child)
                 raise ProviderStartError(f"provider {self.name}: cannot load model: {detail}")
             child.ready = True
             log.info("event=local_model_ready provider=%s pid=%s", self.name, child.process.pid)
         return child
 
-    def _discard(self) -> None:
-        if self._child is not None:
-            self._child.kill()
-            self._child = None
+    def _checkin(self, child: _Child) -> None:
+        self._busy.discard(child)
+        if not self._closed:
+            self._idle.append(child)
+
+    def _discard(self, child: _Child) -> None:
+        self._busy.discard(child)
+        child.kill()
 
     async def call(self, payload: Any) -> Any:
-        """The model's answer to `payload`. Cancelling this (the stage's deadline) kills the child; the next call
-        goes to a fresh one."""
-        async with self._turn:
-            child = await self._ready_child()
+        """The model's answer to `payload`. Cancelling this (the stage's deadline) kills the child running it; the
+        next call goes to another one."""
+        async with self._slots:
+            child = await self._checkout()
             child.conn.send(payload)
             try:
                 kind, answer = await child.receive()
             except asyncio.CancelledError:
-                self._replace("deadline")
+                self._replace(child, "deadline")
                 raise
             except LocalWorkerCrashed:
-                self._replace("crashed")
+                self._replace(child, "crashed")
                 raise
+            self._checkin(child)
         if kind == "error":
             raise answer
         return answer
 
-    def _replace(self, why: str) -> None:
-        """Kill the child (mid-call) and start its successor now, so it loads while the next call is coming."""
-        self._discard()
+    def _replace(self, child: _Child, why: str) -> None:
+        """Kill a child mid-call and start its successor now, so it loads while the next call is coming."""
+        self._discard(child)
         if self._closed:  # close() ended the call: nothing to replace
             return
         self.restarts += 1
         log.warning("event=local_model_killed provider=%s reason=%s restarts=%d", self.name, why, self.restarts)
-        self._child = _Child(self.name, self._factory)
+        self._idle.append(_Child(self.name, self._factory))
 
     async def close(self) -> None:
-        """Stop the child promptly, whatever it is doing; a call in flight fails with `LocalWorkerCrashed`."""
+        """Stop every child promptly, whatever it is doing; a call in flight fails with `LocalWorkerCrashed`."""
         self._closed = True
-        child, self._child = self._child, None
-        if child is not None:
-            await asyncio.to_thread(child.stop)
+        children = [*self._idle, *self._busy]
+        self._idle.clear()
+        self._busy.clear()
+        await asyncio.gather(*(asyncio.to_thread(child.stop) for child in children))
+
+
+class LocalModelConfig(ProviderConfig):
+    """Options of every local model provider: one model process per call in flight."""
+
+    concurrency: int = Field(
+        1, ge=1, description="Model processes, each taking one call at a time: each holds its own copy of the model "
+        "and can use a core of its own."
+    )

@@ -17,14 +17,14 @@ from pydantic import Field, field_validator, model_validator
 
 from headwater import fields
 from streams.enrich import provider_index
-from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderConfig, ProviderStartError
-from streams.enrich.local_worker import LocalWorker
+from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderStartError
+from streams.enrich.local_worker import LocalModelConfig, LocalWorker
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
 
 
-class MlflowConfig(ProviderConfig):
+class MlflowConfig(LocalModelConfig):
     model_uri: str = Field(
         description="Local directory of the saved pyfunc model (the one holding `MLmodel`), as a path or a "
         "`file://` URI; registry and remote URIs (`models:/`, `runs:/`, `s3://`) are refused: nothing is downloaded."
@@ -118,6 +118,7 @@ class MlflowProvider(Provider):
         self.worker = LocalWorker(
             self.name,
             partial(PyfuncScorer, self._model_dir, config.input_fields, config.output_fields, config.output_columns),
+            config.concurrency,
         )
 
     @cached_property
