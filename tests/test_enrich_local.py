@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -22,9 +21,9 @@ import pytest_asyncio
 from pydantic import ValidationError
 
 from streams.enrich import EnrichFailure, EnrichStage, build
-from streams.enrich.base import Provider, ProviderStartError
+from streams.enrich.base import Enriched, Provider, ProviderStartError
 from streams.enrich.local_worker import LocalWorker, LocalWorkerCrashed
-from streams.enrich.sentiment import DEFAULT_MAX_CHARS
+from streams.enrich.sentiment import DEFAULT_MAX_CHARS, SentimentProvider
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -41,12 +40,12 @@ def _gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
 
 
-def _wait_until(condition: Callable[[], bool], seconds: float) -> bool:
+async def _wait_until(condition: Callable[[], bool], seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while not condition():
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.05)
+        await asyncio.sleep(0.05)
     return True
 
 
@@ -69,6 +68,9 @@ class LoadCounter:
 class FailsToLoad:
     def __init__(self) -> None:
         raise OSError("weights file is truncated")
+
+    def __call__(self, payload: Any) -> Any:
+        return payload
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -127,7 +129,7 @@ async def test_a_model_that_does_not_load_refuses_to_start_in_one_line() -> None
 async def test_sentiment_and_language_answer_from_child_processes(sentiment: Provider) -> None:
     language = build("language", {"text_field": "notes", "output_field": "lang"})
     await language.start()
-    records = [{"notes": "Great call, they love the product and will recommend us!"},
+    records: list[dict[str, Any]] = [{"notes": "Great call, they love the product and will recommend us!"},
                {"notes": "Der Kunde ist sehr unzufrieden mit der Lieferung und möchte sein Geld zurück."},
                {"notes": None}]
     failures, _ = await EnrichStage([sentiment, language]).run(records)
@@ -146,7 +148,7 @@ async def test_sentiments_default_bound_keeps_its_worst_case_well_inside_the_def
     [outcome] = await provider.enrich([{"notes": HUGE_NOTES[:DEFAULT_MAX_CHARS]}])
     took = time.monotonic() - started
     await provider.close()
-    assert outcome.fields["sentiment"] > 0  # type: ignore[union-attr]
+    assert isinstance(outcome, Enriched) and outcome.fields["sentiment"] > 0
     assert took < provider.config.timeout_seconds / 2, f"worst case at the bound took {took:.1f}s"
 
 
@@ -160,19 +162,21 @@ async def test_a_huge_text_fails_alone_with_a_timeout_and_the_next_call_is_score
     [failure] = failures
     assert isinstance(failure, EnrichFailure) and failure.error_class == "TimeoutError"
 
-    records = [{"notes": "I love it"}, {"notes": HUGE_NOTES}, {"notes": "This is awful"}]
+    records: list[dict[str, Any]] = [{"notes": "I love it"}, {"notes": HUGE_NOTES}, {"notes": "This is awful"}]
     failures, _ = await stage.run(records)
     assert [type(failure).__name__ for failure in failures] == ["NoneType", "EnrichFailure", "NoneType"]
     assert records[0]["sentiment"] > 0 > records[2]["sentiment"]
 
-    later = [{"notes": "Wonderful support"}]
+    later: list[dict[str, Any]] = [{"notes": "Wonderful support"}]
     assert (await stage.run(later))[0] == [None] and later[0]["sentiment"] > 0
 
 
 async def test_close_stops_a_process_stuck_in_a_call_within_two_seconds() -> None:
     provider = build("sentiment", {"text_field": "notes"})
+    assert isinstance(provider, SentimentProvider)
     await provider.start()
-    [pid] = provider.worker.pids  # type: ignore[attr-defined]
+    [pid] = provider.worker.pids
+    assert pid is not None
     call = asyncio.create_task(provider.enrich([{"notes": HUGE_NOTES}]))
     await asyncio.sleep(0)  # the call runs up to its first suspension: the text is sent, the answer awaited
     started = time.monotonic()
@@ -183,7 +187,8 @@ async def test_close_stops_a_process_stuck_in_a_call_within_two_seconds() -> Non
     assert _gone(pid)
 
 
-def test_a_model_process_exits_when_its_pipeline_process_is_killed(tmp_path: Path) -> None:
+async def test_a_model_process_exits_when_its_pipeline_process_is_killed() -> None:
+    """SIGKILL gives the pipeline process no chance to stop its children: they notice and exit by themselves."""
     script = textwrap.dedent("""
         import asyncio
         from streams.enrich import build
@@ -198,16 +203,17 @@ def test_a_model_process_exits_when_its_pipeline_process_is_killed(tmp_path: Pat
 
         asyncio.run(main())
     """)
-    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT,
-                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    parent = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=subprocess.PIPE, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
     try:
         assert parent.stdout is not None
-        child = int(parent.stdout.readline())
+        child = int(await asyncio.wait_for(parent.stdout.readline(), 60))
         assert not _gone(child)
     finally:
-        parent.send_signal(signal.SIGKILL)
-        parent.wait(10)
-    assert _wait_until(lambda: _gone(child), 5), "the orphaned model process exited by itself"
+        parent.kill()
+        await parent.wait()
+    assert await _wait_until(lambda: _gone(child), 5), "the orphaned model process exited by itself"
 
 
 def _tokenizer(words: list[str]) -> Any:
@@ -241,7 +247,7 @@ async def test_huggingface_embeddings_are_float_lists_of_the_local_model(model2v
     provider = build("huggingface", {"model_path": str(model2vec_dirs[0]), "task": "embeddings",
                                      "text_field": "notes", "output_field": "notes_vector"})
     await provider.start()
-    records = [{"notes": "good the"}, {"notes": "awful"}, {"notes": ""}, {}]
+    records: list[dict[str, Any]] = [{"notes": "good the"}, {"notes": "awful"}, {"notes": ""}, {}]
     failures, _ = await EnrichStage([provider]).run(records)
     await provider.close()
     assert failures == [None] * 4
@@ -259,7 +265,7 @@ async def test_huggingface_classification_writes_the_label_and_its_probability(
                                      "text_field": "notes", "output_field": "tone", "score_field": "tone_score"})
     assert provider.output_fields() == ["tone", "tone_score"]
     await provider.start()
-    records = [{"notes": "great"}, {"notes": "the bad"}, {"notes": None}]
+    records: list[dict[str, Any]] = [{"notes": "great"}, {"notes": "the bad"}, {"notes": None}]
     failures, _ = await EnrichStage([provider]).run(records)
     await provider.close()
     assert failures == [None] * 3
@@ -329,7 +335,9 @@ async def deals(mlflow_model_dir: Path) -> AsyncIterator[Provider]:
 async def test_mlflow_scores_a_batch_and_maps_prediction_columns_to_output_fields(
     deals: Provider, mlflow_model_dir: Path
 ) -> None:
-    records = [{"amount": 150, "account": {"region": "eu"}}, {"amount": 20, "account": {"region": "us"}}]
+    records: list[dict[str, Any]] = [
+        {"amount": 150, "account": {"region": "eu"}}, {"amount": 20, "account": {"region": "us"}}
+    ]
     failures, _ = await EnrichStage([deals]).run(records)
     assert failures == [None, None]
     assert [(r["amount_doubled"], r["tier"]) for r in records] == [(300, "gold"), (40, "std")]
@@ -339,8 +347,7 @@ async def test_mlflow_scores_a_batch_and_maps_prediction_columns_to_output_field
 
 
 async def test_an_mlflow_model_error_fails_only_its_record(deals: Provider) -> None:
-    records = [{"amount": 1, "account": {"region": "eu"}}, {"amount": -5, "account": {"region": "eu"}},
-               {"amount": 3, "account": {"region": "eu"}}]
+    records: list[dict[str, Any]] = [{"amount": amount, "account": {"region": "eu"}} for amount in (1, -5, 3)]
     failures, _ = await EnrichStage([deals]).run(records)
     assert failures[0] is None and failures[2] is None
     assert isinstance(failures[1], EnrichFailure) and failures[1].error_class == "ValueError"

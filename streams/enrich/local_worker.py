@@ -38,7 +38,8 @@ ModelFactory = Callable[[], ModelCall]
 """A picklable callable (a module-level class or function) that loads the model in the child."""
 
 _CONTEXT = multiprocessing.get_context("forkserver")  # never fork the parent itself: it runs Kafka clients' threads
-_CONTEXT.set_forkserver_preload(["streams.enrich"])
+# the main module (multiprocessing's default preload: children then skip importing it each) and every provider
+_CONTEXT.set_forkserver_preload(["__main__", "streams.enrich"])
 _PARENT_CHECK_SECONDS = 1.0
 _STOP_GRACE_SECONDS = 1.0
 LOAD_TIMEOUT_SECONDS = 120.0
