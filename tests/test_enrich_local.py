@@ -23,12 +23,15 @@ from pydantic import ValidationError
 from streams.enrich import EnrichFailure, EnrichStage, build
 from streams.enrich.base import Enriched, Provider, ProviderStartError
 from streams.enrich.local_worker import LocalWorker, LocalWorkerCrashed
+from streams.enrich.mlflow_model import PyfuncScorer
 from streams.enrich.sentiment import DEFAULT_MAX_CHARS, SentimentProvider
+from streams.runtime.config import load_pipeline
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 HUGE_NOTES = "a ok " * 300_000  # 1.5 MB of VADER's worst case: hours of scoring, never finished
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
 
 
 def _gone(pid: int) -> bool:
@@ -216,6 +219,14 @@ async def test_a_model_process_exits_when_its_pipeline_process_is_killed() -> No
     assert await _wait_until(lambda: _gone(child), 5), "the orphaned model process exited by itself"
 
 
+def _example_step(name: str, index: int = 0, **options: Any) -> tuple[Provider, set[str]]:
+    """An example pipeline's enrichment step (with options replaced) and its output schema's field names."""
+    config = load_pipeline(EXAMPLES / name)
+    step = config.enrich[index]
+    schema_fields = {field["name"] for field in config.load_schema(config.output.schema_)["fields"]}
+    return build(step.provider, {**step.options, **options}), schema_fields
+
+
 def _tokenizer(words: list[str]) -> Any:
     from tokenizers import Tokenizer, models, pre_tokenizers
 
@@ -244,34 +255,34 @@ def model2vec_dirs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
 
 
 async def test_huggingface_embeddings_are_float_lists_of_the_local_model(model2vec_dirs: tuple[Path, Path]) -> None:
-    provider = build("huggingface", {"model_path": str(model2vec_dirs[0]), "task": "embeddings",
-                                     "text_field": "notes", "output_field": "notes_vector"})
+    provider, schema_fields = _example_step("enrich-huggingface.yaml", 0, model_path=str(model2vec_dirs[0]))
+    assert provider.output_fields() == ["notes_embedding"] and "notes_embedding" in schema_fields
     await provider.start()
     records: list[dict[str, Any]] = [{"notes": "good the"}, {"notes": "awful"}, {"notes": ""}, {}]
     failures, _ = await EnrichStage([provider]).run(records)
     await provider.close()
     assert failures == [None] * 4
-    assert records[0]["notes_vector"] == pytest.approx([0.55, 0.05]) and records[1]["notes_vector"] == [0.0, 1.0]
-    assert all(isinstance(value, float) for value in records[0]["notes_vector"])
-    assert records[2]["notes_vector"] is None and records[3]["notes_vector"] is None
-    assert provider.output_fields() == ["notes_vector"]
+    assert records[0]["notes_embedding"] == pytest.approx([0.55, 0.05]) and records[1]["notes_embedding"] == [0, 1]
+    assert all(type(value) is float for value in records[0]["notes_embedding"])
+    assert records[2]["notes_embedding"] is None and records[3]["notes_embedding"] is None
     assert provider.model.startswith(f"model2vec/{model2vec_dirs[0].name}@")
 
 
 async def test_huggingface_classification_writes_the_label_and_its_probability(
     model2vec_dirs: tuple[Path, Path],
 ) -> None:
-    provider = build("huggingface", {"model_path": str(model2vec_dirs[1]), "task": "classification",
-                                     "text_field": "notes", "output_field": "tone", "score_field": "tone_score"})
-    assert provider.output_fields() == ["tone", "tone_score"]
+    provider, schema_fields = _example_step("enrich-huggingface.yaml", 1, model_path=str(model2vec_dirs[1]))
+    assert provider.output_fields() == ["notes_tone", "notes_tone_score"]
+    assert set(provider.output_fields()) <= schema_fields
     await provider.start()
     records: list[dict[str, Any]] = [{"notes": "great"}, {"notes": "the bad"}, {"notes": None}]
     failures, _ = await EnrichStage([provider]).run(records)
     await provider.close()
     assert failures == [None] * 3
-    assert records[0]["tone"] == "positive" and records[0]["tone_score"] == pytest.approx(0.993307, abs=1e-5)
-    assert records[1]["tone"] == "negative"
-    assert records[2] == {"notes": None, "tone": None, "tone_score": None}
+    assert records[0]["notes_tone"] == "positive"
+    assert records[0]["notes_tone_score"] == pytest.approx(0.993307, abs=1e-5)
+    assert records[1]["notes_tone"] == "negative"
+    assert records[2] == {"notes": None, "notes_tone": None, "notes_tone_score": None}
 
 
 async def test_huggingface_refuses_a_path_that_is_not_a_model_directory(
@@ -287,72 +298,98 @@ async def test_huggingface_refuses_a_path_that_is_not_a_model_directory(
         await headless.start()
 
 
-MLFLOW_MODEL = '''
+LATE_PAYMENT_MODEL = '''
 import mlflow.models
 import mlflow.pyfunc
 import pandas as pd
 
 
-class Deals(mlflow.pyfunc.PythonModel):
-    def predict(self, context, model_input, params=None):
+class LatePayment(mlflow.pyfunc.PythonModel):
+    def predict(self, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         if (model_input["amount"] < 0).any():
             raise ValueError("negative amount")
-        doubled = model_input["amount"] * 2
-        return pd.DataFrame({
-            "double": doubled,
-            "tier": ["gold" if region == "eu" and amount > 100 else "std"
-                     for region, amount in zip(model_input["account.region"], model_input["amount"])],
-        })
+        risk = (model_input["amount"] / 10_000).clip(upper=1.0)
+        review = [bool(r > 0.5 or country not in ("DE", "FR"))
+                  for r, country in zip(risk, model_input["shipping_address.country"])]
+        return pd.DataFrame({"risk": risk, "review": review})
 
 
-mlflow.models.set_model(Deals())
+mlflow.models.set_model(LatePayment())
+'''
+
+ARRAY_MODEL = '''
+import mlflow.models
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+
+class Doubles(mlflow.pyfunc.PythonModel):
+    """An array answer, as scikit-learn models give: 1-D for one input column, one column per input otherwise."""
+
+    def predict(self, model_input: pd.DataFrame, params=None) -> np.ndarray:
+        doubled = model_input.to_numpy() * 2
+        return doubled[:, 0] if doubled.shape[1] == 1 else doubled
+
+
+mlflow.models.set_model(Doubles())
 '''
 
 
 @pytest.fixture(scope="module")
-def mlflow_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A pyfunc model saved from code (no pickled class), doubling `amount` and tiering by region."""
+def mlflow_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The late-payment model `examples/enrich-mlflow.yaml` expects, and a model answering arrays; saved from code
+    (no pickled class)."""
     import mlflow.pyfunc
 
     root = tmp_path_factory.mktemp("mlflow")
-    (root / "deals.py").write_text(MLFLOW_MODEL)
-    mlflow.pyfunc.save_model(str(root / "deals"), python_model=str(root / "deals.py"), pip_requirements=["pandas"])
-    return root / "deals"
+    for name, code in (("late-payment", LATE_PAYMENT_MODEL), ("doubles", ARRAY_MODEL)):
+        (root / f"{name}.py").write_text(code)
+        mlflow.pyfunc.save_model(str(root / name), python_model=str(root / f"{name}.py"), pip_requirements=["pandas"])
+    return root / "late-payment", root / "doubles"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def deals(mlflow_model_dir: Path) -> AsyncIterator[Provider]:
-    provider = build("mlflow", {
-        "model_uri": mlflow_model_dir.as_uri(), "input_fields": ["amount", "account.region"],
-        "output_fields": ["amount_doubled", "tier"], "output_columns": {"amount_doubled": "double"},
-        "batch_size": 50,
-    })
+async def late_payment(mlflow_models: tuple[Path, Path]) -> AsyncIterator[Provider]:
+    provider, schema_fields = _example_step("enrich-mlflow.yaml", model_uri=mlflow_models[0].as_uri())
+    assert set(provider.output_fields()) <= schema_fields
     await provider.start()
     yield provider
     await provider.close()
 
 
-async def test_mlflow_scores_a_batch_and_maps_prediction_columns_to_output_fields(
-    deals: Provider, mlflow_model_dir: Path
-) -> None:
-    records: list[dict[str, Any]] = [
-        {"amount": 150, "account": {"region": "eu"}}, {"amount": 20, "account": {"region": "us"}}
+def _order(amount: float, country: str | None) -> dict[str, Any]:
+    return {"order_number": "SO-1", "amount": amount, "currency": "EUR", "shipping_address": {"country": country}}
+
+
+async def test_mlflow_scores_a_batch_and_maps_prediction_columns_to_output_fields(late_payment: Provider) -> None:
+    records = [_order(1500, "DE"), _order(8000, "FR"), _order(100, "US")]
+    failures, _ = await EnrichStage([late_payment]).run(records)
+    assert failures == [None] * 3
+    assert [(r["late_payment_risk"], r["needs_review"]) for r in records] == [
+        (0.15, False), (0.8, True), (0.01, True)
     ]
-    failures, _ = await EnrichStage([deals]).run(records)
-    assert failures == [None, None]
-    assert [(r["amount_doubled"], r["tier"]) for r in records] == [(300, "gold"), (40, "std")]
-    assert isinstance(records[0]["amount_doubled"], int), "numpy values are plain Python values"
-    uuid = deals.model.split("@")[1]
-    assert deals.model.startswith("mlflow/deals@") and len(uuid) > 10
+    assert type(records[0]["needs_review"]) is bool, "numpy values are plain Python values"
+    assert late_payment.model.startswith("mlflow/late-payment@") and len(late_payment.model.split("@")[1]) > 10
 
 
-async def test_an_mlflow_model_error_fails_only_its_record(deals: Provider) -> None:
-    records: list[dict[str, Any]] = [{"amount": amount, "account": {"region": "eu"}} for amount in (1, -5, 3)]
-    failures, _ = await EnrichStage([deals]).run(records)
+async def test_an_mlflow_model_error_fails_only_its_record(late_payment: Provider) -> None:
+    records = [_order(amount, "DE") for amount in (100, -5, 300)]
+    failures, _ = await EnrichStage([late_payment]).run(records)
     assert failures[0] is None and failures[2] is None
     assert isinstance(failures[1], EnrichFailure) and failures[1].error_class == "ValueError"
     assert "negative amount" in failures[1].message
-    assert records[0]["amount_doubled"] == 2 and records[2]["amount_doubled"] == 6
+    assert records[0]["late_payment_risk"] == 0.01 and records[2]["late_payment_risk"] == 0.03
+
+
+async def test_array_predictions_fill_one_output_or_several_by_position(mlflow_models: tuple[Path, Path]) -> None:
+    """The scorer the model process runs, loaded here: a 1-D answer fills the only output, a 2-D one each."""
+    one = PyfuncScorer(mlflow_models[1], ["amount"], ["doubled"], {})
+    assert one([[1.5], [float("nan")]]) == [{"doubled": 3.0}, {"doubled": None}]
+    two = PyfuncScorer(mlflow_models[1], ["a", "b"], ["a2", "b2"], {})
+    assert two([[1, 2], [3, 4]]) == [{"a2": 2, "b2": 4}, {"a2": 6, "b2": 8}]
+    with pytest.raises(ValueError, match="do not have 3 values"):
+        PyfuncScorer(mlflow_models[1], ["a", "b"], ["x", "y", "z"], {})([[1, 2]])
 
 
 async def test_mlflow_refuses_remote_uris_and_a_directory_without_a_model(tmp_path: Path) -> None:
