@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +21,9 @@ import pytest_asyncio
 from pydantic import ValidationError
 
 from streams.enrich import EnrichFailure, EnrichStage, build
-from streams.enrich.base import Enriched, Provider, ProviderStartError
-from streams.enrich.local_worker import LocalWorker, LocalWorkerCrashed
+from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderStartError
+from streams.enrich.local_model import LocalModelConfig, LocalModelProvider
+from streams.enrich.local_worker import LocalWorker, LocalWorkerCrashed, ModelFactory
 from streams.enrich.mlflow_model import PyfuncScorer
 from streams.enrich.sentiment import DEFAULT_MAX_CHARS, SentimentProvider
 from streams.runtime.config import load_pipeline
@@ -86,7 +87,7 @@ async def counter() -> AsyncIterator[LocalWorker]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def sentiment() -> AsyncIterator[Provider]:
-    provider = build("sentiment", {"text_field": "notes", "timeout_seconds": 2.0})
+    provider = build("sentiment", {"text_field": "notes", "timeout_seconds": 1.5})
     await provider.start()
     yield provider
     await provider.close()
@@ -161,9 +162,10 @@ async def test_a_huge_text_fails_alone_with_a_timeout_and_the_next_call_is_score
     stage = EnrichStage([sentiment])
     started = time.monotonic()
     failures, _ = await stage.run([{"notes": HUGE_NOTES}])
-    assert time.monotonic() - started < sentiment.config.timeout_seconds + 1.5
+    assert time.monotonic() - started < sentiment.config.timeout_seconds + 1
     [failure] = failures
     assert isinstance(failure, EnrichFailure) and failure.error_class == "TimeoutError"
+    assert "did not finish this record within 1.35s" in failure.message
 
     records: list[dict[str, Any]] = [{"notes": "I love it"}, {"notes": HUGE_NOTES}, {"notes": "This is awful"}]
     failures, _ = await stage.run(records)
@@ -172,6 +174,64 @@ async def test_a_huge_text_fails_alone_with_a_timeout_and_the_next_call_is_score
 
     later: list[dict[str, Any]] = [{"notes": "Wonderful support"}]
     assert (await stage.run(later))[0] == [None] and later[0]["sentiment"] > 0
+
+
+async def test_a_batch_of_only_huge_texts_is_dead_lettered_not_an_outage(sentiment: Provider) -> None:
+    """Every record of a step timing out looks like a provider outage (the pipeline would pause and retry the same
+    batch for ever); for a local model it is the records' own cost, so each is its own failure."""
+    failures, _ = await EnrichStage([sentiment]).run([{"notes": HUGE_NOTES}, {"notes": HUGE_NOTES + "!"}])
+    assert all(isinstance(failure, EnrichFailure) and not failure.unreachable for failure in failures)
+
+
+class SlowToLoad:
+    """A test model that takes a second to load, then echoes."""
+
+    def __init__(self) -> None:
+        time.sleep(1)
+
+    def __call__(self, payload: Any) -> Any:
+        return payload
+
+
+class Echo(LocalModelProvider):
+    name = "echo"
+
+    def model_factory(self) -> ModelFactory:
+        return SlowToLoad
+
+    def payload(self, batch: Sequence[Mapping[str, Any]]) -> list[Any]:
+        return [record.get("text") for record in batch]
+
+    def outcomes(self, batch: Sequence[Mapping[str, Any]], answer: list[Any]) -> list[EnrichOutcome]:
+        return [Enriched({"echo": text}) for text in answer]
+
+    @property
+    def model(self) -> str:
+        return "echo"
+
+    def input_fields(self) -> list[str]:
+        return ["text"]
+
+    def output_fields(self) -> list[str]:
+        return ["echo"]
+
+
+async def test_a_deadline_passing_while_the_model_loads_is_no_records_fault() -> None:
+    """Not started, the first call waits for the model: its timeout is raised (a slow provider, the stage's
+    business), not the record's failure; the model goes on loading and answers the next call."""
+    echo = Echo(LocalModelConfig.model_validate({"timeout_seconds": 0.5}))
+    with pytest.raises(TimeoutError):
+        await echo.enrich([{"text": "first"}])
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            outcomes = await echo.enrich([{"text": "again"}])
+            break
+        except TimeoutError:
+            assert time.monotonic() < deadline, "the model never finished loading"
+    await echo.close()
+    assert outcomes == [Enriched({"echo": "again"})]
+    assert echo.worker.restarts == 0, "waiting for a model to load never kills it"
 
 
 async def test_close_stops_a_process_stuck_in_a_call_within_two_seconds() -> None:

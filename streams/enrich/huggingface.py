@@ -17,8 +17,9 @@ from pydantic import Field
 
 from headwater import fields
 from streams.enrich import provider_index
-from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderStartError
-from streams.enrich.local_worker import LocalModelConfig, LocalWorker
+from streams.enrich.base import Enriched, EnrichOutcome, ProviderStartError
+from streams.enrich.local_model import LocalModelConfig, LocalModelProvider
+from streams.enrich.local_worker import ModelFactory
 
 if TYPE_CHECKING:
     from model2vec import StaticModel
@@ -97,14 +98,13 @@ class Model2VecClassifier:
         return labels
 
 
-class HuggingFaceProvider(Provider):
+class HuggingFaceProvider(LocalModelProvider):
     name = "huggingface"
     config: HuggingFaceConfig
 
-    def __init__(self, config: HuggingFaceConfig) -> None:
-        super().__init__(config)
-        model = Model2VecEmbedder if config.task == "embeddings" else Model2VecClassifier
-        self.worker = LocalWorker(self.name, partial(model, config.model_path), config.concurrency)
+    def model_factory(self) -> ModelFactory:
+        model = Model2VecEmbedder if self.config.task == "embeddings" else Model2VecClassifier
+        return partial(model, self.config.model_path)
 
     @cached_property
     def model(self) -> str:
@@ -129,17 +129,16 @@ class HuggingFaceProvider(Provider):
                 f"provider {self.name}: model_path {self.config.model_path} is not a directory (models are never "
                 "downloaded: point it at a local model directory)"
             )
-        await self.worker.start()
+        await super().start()
 
-    async def close(self) -> None:
-        await self.worker.close()
-
-    async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
+    def payload(self, batch: Sequence[Mapping[str, Any]]) -> list[Any]:
         path = fields.split(self.config.text_field)
-        answers: list[Any] = await self.worker.call([fields.get(record, path) for record in batch])
+        return [fields.get(record, path) for record in batch]
+
+    def outcomes(self, batch: Sequence[Mapping[str, Any]], answer: list[Any]) -> list[EnrichOutcome]:
         if self.config.task == "embeddings":
-            return [Enriched({self.config.output_field: vector}) for vector in answers]
-        return [Enriched(self._label_fields(answer)) for answer in answers]
+            return [Enriched({self.config.output_field: vector}) for vector in answer]
+        return [Enriched(self._label_fields(label)) for label in answer]
 
     def _label_fields(self, answer: tuple[str, float] | None) -> dict[str, Any]:
         label, score = answer if answer is not None else (None, None)

@@ -13,8 +13,9 @@ from pydantic import Field
 
 from headwater import fields
 from streams.enrich import provider_index
-from streams.enrich.base import Enriched, EnrichOutcome, Provider
-from streams.enrich.local_worker import LocalModelConfig, LocalWorker
+from streams.enrich.base import Enriched, EnrichOutcome
+from streams.enrich.local_model import LocalModelConfig, LocalModelProvider
+from streams.enrich.local_worker import ModelFactory
 
 
 class LanguageConfig(LocalModelConfig):
@@ -50,13 +51,12 @@ class LangidIdentifier:
         return found
 
 
-class LanguageProvider(Provider):
+class LanguageProvider(LocalModelProvider):
     name = "language"
     config: LanguageConfig
 
-    def __init__(self, config: LanguageConfig) -> None:
-        super().__init__(config)
-        self.worker = LocalWorker(self.name, partial(LangidIdentifier, config), config.concurrency)
+    def model_factory(self) -> ModelFactory:
+        return partial(LangidIdentifier, self.config)
 
     @property
     def model(self) -> str:
@@ -68,16 +68,12 @@ class LanguageProvider(Provider):
     def output_fields(self) -> list[str]:
         return [self.config.output_field]
 
-    async def start(self) -> None:
-        await self.worker.start()
-
-    async def close(self) -> None:
-        await self.worker.close()
-
-    async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
+    def payload(self, batch: Sequence[Mapping[str, Any]]) -> list[Any]:
         path = fields.split(self.config.text_field)
-        codes: list[str | None] = await self.worker.call([fields.get(record, path) for record in batch])
-        return [Enriched({self.config.output_field: code}) for code in codes]
+        return [fields.get(record, path) for record in batch]
+
+    def outcomes(self, batch: Sequence[Mapping[str, Any]], answer: list[str | None]) -> list[EnrichOutcome]:
+        return [Enriched({self.config.output_field: code}) for code in answer]
 
 
 provider_index.register(LanguageProvider.name, LanguageConfig, LanguageProvider)

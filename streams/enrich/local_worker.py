@@ -22,13 +22,12 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from pydantic import Field
-
-from streams.enrich.base import ProviderConfig, ProviderStartError, ProviderUnavailable
+from streams.enrich.base import ProviderStartError, ProviderUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +132,12 @@ class _Child:
         self.conn.close()
 
 
+@dataclass
+class CallProgress:
+    sent: bool = False
+    """The payload reached a child with its model loaded."""
+
+
 class LocalWorker:
     """Runs one model's calls in child processes (`processes` of them, one call each at a time); a child whose call
     is cancelled is killed and replaced."""
@@ -209,11 +214,14 @@ class LocalWorker:
         self._busy.discard(child)
         child.kill()
 
-    async def call(self, payload: Any) -> Any:
+    async def call(self, payload: Any, progress: CallProgress | None = None) -> Any:
         """The model's answer to `payload`. Cancelling this (the stage's deadline) kills the child running it; the
-        next call goes to another one."""
+        next call goes to another one. `progress` tells a caller whose deadline passed whether the model had
+        started on its payload or was still loading."""
         async with self._slots:
             child = await self._checkout()
+            if progress is not None:
+                progress.sent = True
             child.conn.send(payload)
             try:
                 kind, answer = await child.receive()
@@ -245,11 +253,3 @@ class LocalWorker:
         self._busy.clear()
         await asyncio.gather(*(asyncio.to_thread(child.stop) for child in children))
 
-
-class LocalModelConfig(ProviderConfig):
-    """Options of every local model provider: one model process per call in flight."""
-
-    concurrency: int = Field(
-        1, ge=1, description="Model processes, each taking one call at a time: each holds its own copy of the model "
-        "and can use a core of its own."
-    )

@@ -17,8 +17,9 @@ from pydantic import Field, field_validator, model_validator
 
 from headwater import fields
 from streams.enrich import provider_index
-from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderStartError
-from streams.enrich.local_worker import LocalModelConfig, LocalWorker
+from streams.enrich.base import Enriched, EnrichOutcome, ProviderStartError
+from streams.enrich.local_model import LocalModelConfig, LocalModelProvider
+from streams.enrich.local_worker import ModelFactory
 
 if TYPE_CHECKING:
     from mlflow.pyfunc import PyFuncModel
@@ -108,18 +109,17 @@ class PyfuncScorer:
         return [dict(zip(self.outputs, row, strict=True)) for row in table]
 
 
-class MlflowProvider(Provider):
+class MlflowProvider(LocalModelProvider):
     name = "mlflow"
     config: MlflowConfig
 
     def __init__(self, config: MlflowConfig) -> None:
-        super().__init__(config)
         self._model_dir = local_model_dir(config.model_uri)
-        self.worker = LocalWorker(
-            self.name,
-            partial(PyfuncScorer, self._model_dir, config.input_fields, config.output_fields, config.output_columns),
-            config.concurrency,
-        )
+        super().__init__(config)
+
+    def model_factory(self) -> ModelFactory:
+        config = self.config
+        return partial(PyfuncScorer, self._model_dir, config.input_fields, config.output_fields, config.output_columns)
 
     @cached_property
     def model(self) -> str:
@@ -142,16 +142,14 @@ class MlflowProvider(Provider):
             raise ProviderStartError(
                 f"provider {self.name}: no MLflow model at {self._model_dir} (no MLmodel file there)"
             )
-        await self.worker.start()
+        await super().start()
 
-    async def close(self) -> None:
-        await self.worker.close()
-
-    async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
+    def payload(self, batch: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
         paths = [fields.split(path) for path in self.config.input_fields]
-        rows = [[fields.get(record, path) for path in paths] for record in batch]
-        outputs: list[dict[str, Any]] = await self.worker.call(rows)
-        return [Enriched(written) for written in outputs]
+        return [[fields.get(record, path) for path in paths] for record in batch]
+
+    def outcomes(self, batch: Sequence[Mapping[str, Any]], answer: list[dict[str, Any]]) -> list[EnrichOutcome]:
+        return [Enriched(written) for written in answer]
 
 
 provider_index.register(MlflowProvider.name, MlflowConfig, MlflowProvider)

@@ -15,8 +15,9 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from headwater import fields
 from streams.enrich import provider_index
-from streams.enrich.base import Enriched, EnrichOutcome, Provider
-from streams.enrich.local_worker import LocalModelConfig, LocalWorker
+from streams.enrich.base import Enriched, EnrichOutcome
+from streams.enrich.local_model import LocalModelConfig, LocalModelProvider
+from streams.enrich.local_worker import ModelFactory
 
 DEFAULT_MAX_CHARS = 8_000
 
@@ -47,14 +48,13 @@ class VaderScorer:
         ]
 
 
-class SentimentProvider(Provider):
+class SentimentProvider(LocalModelProvider):
     name = "sentiment"
     default_max_chars = DEFAULT_MAX_CHARS
     config: SentimentConfig
 
-    def __init__(self, config: SentimentConfig) -> None:
-        super().__init__(config)
-        self.worker = LocalWorker(self.name, VaderScorer, config.concurrency)
+    def model_factory(self) -> ModelFactory:
+        return VaderScorer
 
     @property
     def model(self) -> str:
@@ -66,16 +66,12 @@ class SentimentProvider(Provider):
     def output_fields(self) -> list[str]:
         return [self.config.output_field]
 
-    async def start(self) -> None:
-        await self.worker.start()
-
-    async def close(self) -> None:
-        await self.worker.close()
-
-    async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
+    def payload(self, batch: Sequence[Mapping[str, Any]]) -> list[Any]:
         path = fields.split(self.config.text_field)
-        scores: list[float | None] = await self.worker.call([fields.get(record, path) for record in batch])
-        return [Enriched({self.config.output_field: score}) for score in scores]
+        return [fields.get(record, path) for record in batch]
+
+    def outcomes(self, batch: Sequence[Mapping[str, Any]], answer: list[float | None]) -> list[EnrichOutcome]:
+        return [Enriched({self.config.output_field: score}) for score in answer]
 
 
 provider_index.register(SentimentProvider.name, SentimentConfig, SentimentProvider)
