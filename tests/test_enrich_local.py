@@ -54,19 +54,22 @@ async def _wait_until(condition: Callable[[], bool], seconds: float) -> bool:
 
 
 class LoadCounter:
-    """A test model: counts its loads in its process and answers (pid, loads, HF_HUB_OFFLINE), or fails on 'boom'."""
+    """A test model: counts its loads in its process and answers (pid, loads, whether huggingface_hub is offline),
+    fails on 'boom', never finishes 'hang'."""
 
     loads = 0
 
     def __init__(self) -> None:
         LoadCounter.loads += 1
 
-    def __call__(self, payload: str) -> tuple[int, int, str | None]:
+    def __call__(self, payload: str) -> tuple[int, int, bool]:
+        from huggingface_hub import constants
+
         if payload == "boom":
             raise KeyError("boom")
         if payload == "hang":
             time.sleep(3600)
-        return os.getpid(), LoadCounter.loads, os.environ.get("HF_HUB_OFFLINE")
+        return os.getpid(), LoadCounter.loads, constants.HF_HUB_OFFLINE
 
 
 class FailsToLoad:
@@ -98,7 +101,7 @@ async def test_the_model_loads_once_in_its_own_offline_process(counter: LocalWor
     second = await counter.call("b")
     assert first[0] != os.getpid() and counter.pids == [first[0]]
     assert first == second, "the same process answers both, with the model loaded once"
-    assert first[1] == 1 and first[2] == "1"
+    assert first[1] == 1 and first[2] is True
 
 
 async def test_a_cancelled_call_kills_its_process_and_the_next_call_gets_a_fresh_one(counter: LocalWorker) -> None:

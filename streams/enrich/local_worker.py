@@ -19,6 +19,8 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -61,6 +63,10 @@ def _exit_when_orphaned(parent: int) -> None:
 
 def _child_main(factory: ModelFactory, conn: Connection, parent: int) -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"  # a local model never downloads, even if its directory names a hub repo
+    hub = sys.modules.get("huggingface_hub.constants")
+    if hub is not None:  # the fork server imported it already, and it reads the variable once, at import
+        vars(hub)["HF_HUB_OFFLINE"] = True
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the parent stops its children
     threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
     try:
         model = factory()
