@@ -53,6 +53,13 @@ async def _wait_until(condition: Callable[[], bool], seconds: float) -> bool:
     return True
 
 
+class NeedsTwoArguments(Exception):
+    """An exception pickle cannot rebuild (its constructor wants arguments it does not keep)."""
+
+    def __init__(self, first: str, second: str) -> None:
+        super().__init__(f"{first} and {second}")
+
+
 class LoadCounter:
     """A test model: counts its loads in its process and answers (pid, loads, whether huggingface_hub is offline),
     fails on 'boom', never finishes 'hang'."""
@@ -67,6 +74,10 @@ class LoadCounter:
 
         if payload == "boom":
             raise KeyError("boom")
+        if payload == "unreadable":
+            raise NeedsTwoArguments("one", "two")
+        if payload == "crash":
+            os._exit(3)
         if payload == "hang":
             time.sleep(3600)
         return os.getpid(), LoadCounter.loads, constants.HF_HUB_OFFLINE
@@ -123,6 +134,26 @@ async def test_a_model_error_is_the_call_error_and_the_process_keeps_serving(cou
     with pytest.raises(KeyError, match="boom"):
         await counter.call("boom")
     assert (await counter.call("next"))[0] == before
+
+
+async def test_an_error_that_does_not_pickle_arrives_as_its_text(counter: LocalWorker) -> None:
+    with pytest.raises(RuntimeError, match=r"^NeedsTwoArguments: one and two$"):
+        await counter.call("unreadable")
+
+
+async def test_a_process_dying_mid_call_fails_that_call_and_one_killed_while_idle_is_replaced(
+    counter: LocalWorker,
+) -> None:
+    [first] = counter.pids
+    with pytest.raises(LocalWorkerCrashed, match="model process exited"):
+        await counter.call("crash")
+    [second] = counter.pids
+    assert second != first and await counter.call("after a crash")
+    assert second is not None
+    os.kill(second, 9)
+    assert await _wait_until(lambda: _gone(second), 5)
+    pid, loads, _ = await counter.call("after a kill")
+    assert pid != second and loads == 1, "the call went to a fresh process instead of failing"
 
 
 async def test_a_model_that_does_not_load_refuses_to_start_in_one_line() -> None:

@@ -19,6 +19,7 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import sys
 import threading
@@ -61,6 +62,15 @@ def _exit_when_orphaned(parent: int) -> None:
         time.sleep(_PARENT_CHECK_SECONDS)
 
 
+def _portable(exc: Exception) -> Exception:
+    """The exception itself if it survives pickling both ways (so the parent can read it), else its text."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+    except Exception:
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+    return exc
+
+
 def _child_main(factory: ModelFactory, conn: Connection, parent: int) -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"  # a local model never downloads, even if its directory names a hub repo
     hub = sys.modules.get("huggingface_hub.constants")
@@ -82,10 +92,7 @@ def _child_main(factory: ModelFactory, conn: Connection, parent: int) -> None:
         try:
             answer = model(payload)
         except Exception as exc:  # the model's own error is the call's error, raised in the parent
-            try:
-                conn.send(("error", exc))
-            except Exception:  # an exception that does not pickle travels as its text
-                conn.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+            conn.send(("error", _portable(exc)))
             continue
         conn.send(("ok", answer))
 
@@ -177,10 +184,11 @@ class LocalWorker:
             raise ProviderStartError(
                 f"provider {self.name}: model did not load within {self._load_timeout:g}s"
             ) from None
-        except (ProviderStartError, LocalWorkerCrashed) as exc:
+        except ProviderStartError:
             await self.close()
-            if isinstance(exc, ProviderStartError):
-                raise
+            raise
+        except LocalWorkerCrashed as exc:
+            await self.close()
             raise ProviderStartError(f"provider {self.name}: model process died while loading: {exc}") from None
         for child in children:
             self._checkin(child)
@@ -189,6 +197,8 @@ class LocalWorker:
         """An idle child with its model loaded (a new one if none is idle)."""
         if self._closed:
             raise ProviderUnavailable(self.name, "closed")
+        while self._idle and not self._idle[-1].process.is_alive():  # killed while idle (OOM killer, an operator)
+            self._idle.pop().kill()
         if self._idle:
             child = self._idle.pop()
         else:
@@ -228,8 +238,8 @@ class LocalWorker:
             child = await self._checkout()
             if progress is not None:
                 progress.sent = True
-            child.conn.send(payload)
             try:
+                child.conn.send(payload)
                 kind, answer = await child.receive()
             except asyncio.CancelledError:
                 self._replace(child, "deadline")
@@ -237,6 +247,9 @@ class LocalWorker:
             except LocalWorkerCrashed:
                 self._replace(child, "crashed")
                 raise
+            except OSError as exc:  # the pipe broke as the payload was sent
+                self._replace(child, "crashed")
+                raise LocalWorkerCrashed(f"model process is gone: {exc}") from None
             self._checkin(child)
         if kind == "error":
             raise answer
