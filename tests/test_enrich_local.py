@@ -384,10 +384,15 @@ async def test_huggingface_refuses_a_path_that_is_not_a_model_directory(
 ) -> None:
     for path in (tmp_path / "absent", model2vec_dirs[0] / "config.json"):
         provider = build("huggingface", {"model_path": str(path), "task": "embeddings", "text_field": "notes"})
+        assert provider.output_fields() == ["embedding"]
         with pytest.raises(ProviderStartError, match=r"model_path .* is not a directory \(models are never"):
             await provider.start()
+    with pytest.raises(ValidationError, match="score_field is for task classification"):
+        build("huggingface", {"model_path": str(tmp_path), "task": "embeddings", "text_field": "notes",
+                              "score_field": "s"})
     headless = build("huggingface", {"model_path": str(model2vec_dirs[0]), "task": "classification",
                                      "text_field": "notes"})
+    assert headless.output_fields() == ["label"]
     with pytest.raises(ProviderStartError, match="cannot load model: FileNotFoundError: Head file does not exist"):
         await headless.start()
 

@@ -13,7 +13,7 @@ from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from headwater import fields
 from streams.enrich import provider_index
@@ -40,11 +40,20 @@ class HuggingFaceConfig(LocalModelConfig):
     )
     text_field: str = Field(description="Dotted path of the text; records without text get null outputs.")
     output_field: str = Field(
-        "embedding", description="Field receiving the float list (embeddings) or the label (classification)."
+        "", description="Field receiving the float list (embeddings; default `embedding`) or the label "
+        "(classification; default `label`)."
     )
     score_field: str | None = Field(
         None, description="Classification only: field receiving the label's probability (0 to 1); none if unset."
     )
+
+    @model_validator(mode="after")
+    def _fields_of_the_task(self) -> HuggingFaceConfig:
+        if self.score_field and self.task != "classification":
+            raise ValueError("score_field is for task classification (embeddings have no score)")
+        if not self.output_field:
+            self.output_field = "embedding" if self.task == "embeddings" else "label"
+        return self
 
 
 def _texts(texts: list[Any]) -> tuple[list[int], list[str]]:
