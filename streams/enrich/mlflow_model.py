@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property, partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import yaml
 from pydantic import Field, field_validator, model_validator
@@ -61,7 +61,7 @@ def local_model_dir(model_uri: str) -> Path:
     """The directory a local model URI names; `ValueError` for a URI that would fetch from elsewhere."""
     parsed = urlparse(model_uri)
     if parsed.scheme == "file":
-        return Path(parsed.path)
+        return Path(unquote(parsed.path))
     if parsed.scheme and len(parsed.scheme) > 1:  # one letter is a Windows drive, not a scheme
         raise ValueError(f"model_uri {model_uri} is not local (only a directory path or file:// URI)")
     return Path(model_uri)
