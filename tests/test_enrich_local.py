@@ -12,6 +12,7 @@ import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import pytest_asyncio
 from pydantic import ValidationError
 
 from streams.enrich import EnrichFailure, EnrichStage, build
-from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderStartError
+from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderStartError, ProviderUnavailable
 from streams.enrich.local_model import LocalModelConfig, LocalModelProvider
 from streams.enrich.local_worker import LocalWorker, LocalWorkerCrashed, ModelFactory
 from streams.enrich.mlflow_model import PyfuncScorer
@@ -36,12 +37,15 @@ EXAMPLES = ROOT / "examples"
 
 
 def _gone(pid: int) -> bool:
-    """No such process, or only its zombie (a container's init may not reap orphans)."""
+    """No such process, or only its zombie with every thread ended (its files closed: until the last thread ends, a
+    killed process's leader is a zombie that still holds its pipes; a container's init may not reap orphans)."""
+    proc = Path(f"/proc/{pid}")
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        threads = len(list((proc / "task").iterdir()))
     except FileNotFoundError:
         return True
-    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+    return state == "Z" and threads == 1
 
 
 async def _wait_until(condition: Callable[[], bool], seconds: float) -> bool:
@@ -88,6 +92,18 @@ class FailsToLoad:
         raise OSError("weights file is truncated")
 
     def __call__(self, payload: Any) -> Any:
+        return payload
+
+
+class LoadsUntilRemoved:
+    """A test model whose weights file can be removed while it runs, and which never finishes 'hang'."""
+
+    def __init__(self, weights: Path) -> None:
+        weights.read_bytes()
+
+    def __call__(self, payload: str) -> str:
+        if payload == "hang":
+            time.sleep(3600)
         return payload
 
 
@@ -161,6 +177,20 @@ async def test_a_model_that_does_not_load_refuses_to_start_in_one_line() -> None
     with pytest.raises(ProviderStartError) as refused:
         await worker.start()
     assert str(refused.value) == "provider broken: cannot load model: OSError: weights file is truncated"
+    await worker.close()
+
+
+async def test_a_model_that_no_longer_loads_after_a_kill_is_an_outage_not_the_records_fault(tmp_path: Path) -> None:
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(b"w")
+    worker = LocalWorker("fragile", partial(LoadsUntilRemoved, weights))
+    await worker.start()
+    weights.unlink()
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.5):
+            await worker.call("hang")
+    with pytest.raises(ProviderUnavailable, match="provider fragile unavailable: cannot load model: FileNotFoundError"):
+        await worker.call("next")
     await worker.close()
 
 

@@ -48,6 +48,15 @@ LOAD_TIMEOUT_SECONDS = 120.0
 """How long `start()` waits for the model to load in the child before refusing to start."""
 
 
+class ModelNotLoaded(ProviderUnavailable):
+    """A model process could not load its model: at start a start error; later (files gone, a crash while loading)
+    an outage, not the fault of the records waiting for it."""
+
+    def __init__(self, provider: str, reason: str) -> None:
+        super().__init__(provider, reason)
+        self.reason = reason
+
+
 class LocalWorkerCrashed(RuntimeError):
     """The child died during a call (out of memory, a crash in native model code): that call's records fail."""
 
@@ -184,12 +193,9 @@ class LocalWorker:
             raise ProviderStartError(
                 f"provider {self.name}: model did not load within {self._load_timeout:g}s"
             ) from None
-        except ProviderStartError:
+        except ModelNotLoaded as exc:
             await self.close()
-            raise
-        except LocalWorkerCrashed as exc:
-            await self.close()
-            raise ProviderStartError(f"provider {self.name}: model process died while loading: {exc}") from None
+            raise ProviderStartError(f"provider {self.name}: {exc.reason}") from None
         for child in children:
             self._checkin(child)
 
@@ -197,7 +203,8 @@ class LocalWorker:
         """An idle child with its model loaded (a new one if none is idle)."""
         if self._closed:
             raise ProviderUnavailable(self.name, "closed")
-        while self._idle and not self._idle[-1].process.is_alive():  # killed while idle (OOM killer, an operator)
+        # an idle child has nothing to say: a readable pipe means it died (the OOM killer, an operator)
+        while self._idle and self._idle[-1].ready and self._idle[-1].conn.poll():
             self._idle.pop().kill()
         if self._idle:
             child = self._idle.pop()
@@ -211,12 +218,12 @@ class LocalWorker:
             except asyncio.CancelledError:
                 self._checkin(child)  # still loading: the next call gets it
                 raise
-            except LocalWorkerCrashed:
+            except LocalWorkerCrashed as exc:
                 self._discard(child)
-                raise
+                raise ModelNotLoaded(self.name, f"model process died while loading: {exc}") from None
             if kind == "failed":
                 self._discard(child)
-                raise ProviderStartError(f"provider {self.name}: cannot load model: {detail}")
+                raise ModelNotLoaded(self.name, f"cannot load model: {detail}")
             child.ready = True
             log.info("event=local_model_ready provider=%s pid=%s", self.name, child.process.pid)
         return child
