@@ -117,7 +117,9 @@ async def counter() -> AsyncIterator[LocalWorker]:
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def sentiment() -> AsyncIterator[Provider]:
-    provider = build("sentiment", {"text_field": "notes", "timeout_seconds": 1.5})
+    # no bound on the stage's side (it would cut texts to the default 8,000 characters): the provider itself must
+    # survive being handed a huge text
+    provider = build("sentiment", {"text_field": "notes", "timeout_seconds": 1.5, "max_chars": 10_000_000})
     await provider.start()
     yield provider
     await provider.close()
