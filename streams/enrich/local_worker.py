@@ -145,13 +145,13 @@ class _Child:
         self.conn.close()
 
     def stop(self) -> None:
-        """Terminate, then kill if it did not go within the grace period."""
+        """Terminate, then kill if it did not go within the grace period. The pipe stays open: a call waiting on it
+        must see its end (closing it from this thread could drop that event from the loop's selector)."""
         self.process.terminate()
         self.process.join(_STOP_GRACE_SECONDS)
         if self.process.is_alive():
             self.process.kill()
             self.process.join(_STOP_GRACE_SECONDS)
-        self.conn.close()
 
 
 @dataclass
@@ -211,6 +211,10 @@ class LocalWorker:
         else:
             # the first child waits for the fork server to start and import the providers: not on the event loop
             child = await asyncio.to_thread(_Child, self.name, self._factory)
+            if self._closed:  # close() ran meanwhile and could not see it
+                await asyncio.to_thread(child.stop)
+                child.conn.close()
+                raise ProviderUnavailable(self.name, "closed")
         self._busy.add(child)
         if not child.ready:
             try:
@@ -274,8 +278,10 @@ class LocalWorker:
     async def close(self) -> None:
         """Stop every child promptly, whatever it is doing; a call in flight fails with `LocalWorkerCrashed`."""
         self._closed = True
-        children = [*self._idle, *self._busy]
+        idle, busy = list(self._idle), list(self._busy)
         self._idle.clear()
         self._busy.clear()
-        await asyncio.gather(*(asyncio.to_thread(child.stop) for child in children))
+        await asyncio.gather(*(asyncio.to_thread(child.stop) for child in [*idle, *busy]))
+        for child in idle:  # a busy child's pipe is closed by its call, once it has read the end
+            child.conn.close()
 
