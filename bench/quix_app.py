@@ -20,7 +20,6 @@ from quixstreams import Application, message_context
 
 from headwater.settings import RegistrySettings
 from schemas.client import registry_client
-from streams.enrich.base import Enriched
 from streams.runtime.config import load_pipeline
 from streams.runtime.engine import PipelineEngine, StageSwitches
 from streams.runtime.records import InMessage
@@ -32,19 +31,19 @@ def main() -> None:
     switches = StageSwitches(enrich=sys.argv[8] == "1", quality=sys.argv[9] == "1")
     config = load_pipeline(Path(pipeline))
     engine = PipelineEngine(config, registry_client(RegistrySettings(url=registry_url)), switches)
-    scorers: list[Any] = [
-        (provider, getattr(provider, "_score", None) or provider._identify) for provider in engine.enrich.providers
-    ]
+    # Quix runs one record at a time in its own process: the local models are loaded here and called in-line.
+    scorers: list[Any] = [(provider, provider.model_factory()()) for provider in engine.enrich.providers]
 
     def process(value: bytes, key: bytes, timestamp: int, headers: Any) -> bytes | None:
         context = message_context()
         message = InMessage(context.topic, context.partition, context.offset, key, value, list(headers or []),
                             timestamp)
         items, dead = engine.decode_and_transform([message])
-        for provider, score in scorers:
+        for provider, model in scorers:
             if items:
-                text = items[0].record.get(provider.config.text_field)
-                items[0].record.update(Enriched({provider.config.output_field: score([text])[0]}).fields)
+                batch = [items[0].record]
+                (outcome,) = provider.outcomes(batch, model(provider.payload(batch)))
+                items[0].record.update(outcome.fields)
         if items and engine.quality is not None:
             items, failed = engine.judge(items)
             dead.extend(failed)

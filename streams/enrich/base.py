@@ -8,15 +8,13 @@ stays invalid) for each. For the service as a whole it raises instead:
 - `Throttled` (HTTP 429, `ThrottlingException`, Anthropic's 529): retried after Retry-After or backoff;
 - `TransientError` (5xx, a connection error): retried with backoff, then an outage;
 - `ProviderUnavailable`: an outage at once (the pipeline pauses; nothing is dead-lettered for it).
-Local models run their CPU-bound work in `run_cpu_bound` so the event loop stays free.
+Local models run in a child process (`local_model.LocalModelProvider`), which a stuck call kills and replaces.
 """
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -27,7 +25,6 @@ from streams.enrich.budget_config import BudgetConfig
 from streams.enrich.pricing import FREE, PriceList
 
 T = TypeVar("T")
-_CPU_EXECUTOR = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hw-enrich-cpu")
 
 PiiKind = Literal["email", "phone", "credit_card", "iban", "ip_address", "us_ssn", "url"]
 
@@ -175,8 +172,3 @@ class Provider(ABC):
     @abstractmethod
     async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
         """One outcome per record of the batch, in order."""
-
-
-async def run_cpu_bound(function: Callable[..., T], *args: Any) -> T:
-    """Run CPU-heavy model code on the shared enrichment thread, off the event loop."""
-    return await asyncio.get_running_loop().run_in_executor(_CPU_EXECUTOR, function, *args)

@@ -1,9 +1,10 @@
-"""Language of a text field with py3langid (local, offline): an ISO 639-1 code, or null when unsure."""
+"""Language of a text field with py3langid (local, offline): an ISO 639-1 code, or null when unsure. Runs in a child
+process (`local_worker`) like every local model, so no call can hold the pipeline past its deadline."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import cached_property
+from functools import partial
 from importlib.metadata import version
 from typing import Any
 
@@ -12,10 +13,12 @@ from pydantic import Field
 
 from headwater import fields
 from streams.enrich import provider_index
-from streams.enrich.base import Enriched, EnrichOutcome, Provider, ProviderConfig, run_cpu_bound
+from streams.enrich.base import Enriched, EnrichOutcome
+from streams.enrich.local_model import LocalModelConfig, LocalModelProvider
+from streams.enrich.local_worker import ModelFactory
 
 
-class LanguageConfig(ProviderConfig):
+class LanguageConfig(LocalModelConfig):
     text_field: str = Field(description="Dotted path of the text to identify; records without text get null.")
     output_field: str = Field("language", description="Field receiving the ISO 639-1 code.")
     languages: list[str] | None = Field(
@@ -28,31 +31,36 @@ class LanguageConfig(ProviderConfig):
     )
 
 
-class LanguageProvider(Provider):
-    name = "language"
-    config: LanguageConfig
+class LangidIdentifier:
+    """The child's model: loads py3langid's model once, then identifies a list of texts per call."""
 
-    @property
-    def model(self) -> str:
-        return f"py3langid-{version('py3langid')}"
+    def __init__(self, config: LanguageConfig) -> None:
+        self.config = config
+        self.identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+        if config.languages:
+            self.identifier.set_languages(config.languages)
 
-    @cached_property
-    def _identifier(self) -> LanguageIdentifier:
-        identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-        if self.config.languages:
-            identifier.set_languages(self.config.languages)
-        return identifier
-
-    def _identify(self, texts: list[Any]) -> list[str | None]:
-        identifier = self._identifier
+    def __call__(self, texts: list[Any]) -> list[str | None]:
         found: list[str | None] = []
         for text in texts:
             if not isinstance(text, str) or len(text.strip()) < self.config.min_chars:
                 found.append(None)
                 continue
-            code, confidence = identifier.classify(text[: self.config.max_chars])
+            code, confidence = self.identifier.classify(text[: self.config.max_chars])
             found.append(str(code) if confidence >= self.config.min_confidence else None)
         return found
+
+
+class LanguageProvider(LocalModelProvider):
+    name = "language"
+    config: LanguageConfig
+
+    def model_factory(self) -> ModelFactory:
+        return partial(LangidIdentifier, self.config)
+
+    @property
+    def model(self) -> str:
+        return f"py3langid-{version('py3langid')}"
 
     def input_fields(self) -> list[str]:
         return [self.config.text_field]
@@ -60,10 +68,12 @@ class LanguageProvider(Provider):
     def output_fields(self) -> list[str]:
         return [self.config.output_field]
 
-    async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
+    def payload(self, batch: Sequence[Mapping[str, Any]]) -> list[Any]:
         path = fields.split(self.config.text_field)
-        codes = await run_cpu_bound(self._identify, [fields.get(record, path) for record in batch])
-        return [Enriched({self.config.output_field: code}) for code in codes]
+        return [fields.get(record, path) for record in batch]
+
+    def outcomes(self, batch: Sequence[Mapping[str, Any]], answer: list[str | None]) -> list[EnrichOutcome]:
+        return [Enriched({self.config.output_field: code}) for code in answer]
 
 
 provider_index.register(LanguageProvider.name, LanguageConfig, LanguageProvider)

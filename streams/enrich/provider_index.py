@@ -12,6 +12,8 @@ from streams.enrich.base import Provider, ProviderConfig
 MODULES = {
     "sentiment": "streams.enrich.sentiment",
     "language": "streams.enrich.language",
+    "huggingface": "streams.enrich.huggingface",
+    "mlflow": "streams.enrich.mlflow_model",
     "aws_comprehend": "streams.enrich.aws_comprehend",
     "aws_translate": "streams.enrich.aws_translate",
     "aws_rekognition": "streams.enrich.aws_rekognition",
