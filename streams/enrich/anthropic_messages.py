@@ -21,14 +21,13 @@ from streams.enrich import provider_index
 from streams.enrich.base import (
     EnrichFailure,
     EnrichOutcome,
-    Provider,
     ProviderStartError,
     TransientError,
 )
 from streams.enrich.http_status import service_error
 from streams.enrich.model_prices import list_price, token_prices
 from streams.enrich.pricing import PriceList
-from streams.enrich.prompting import ChatPromptConfig, Reply, StructuredPrompt
+from streams.enrich.prompting import ChatPromptConfig, PromptedProvider, Reply
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +139,7 @@ class AnthropicChat:
         return Reply(problem=f"the answer did not use the tool {self._config.tool_name}", billed=billed, turn=said)
 
 
-class AnthropicProvider(Provider):
+class AnthropicProvider(PromptedProvider):
     name = "anthropic"
     remote = True
     max_batch = 100
@@ -149,7 +148,6 @@ class AnthropicProvider(Provider):
 
     def __init__(self, config: AnthropicConfig) -> None:
         super().__init__(config)
-        self.prompt = StructuredPrompt(config)
         self._api: anthropic.AsyncAnthropic | None = None
 
     @property
@@ -161,15 +159,6 @@ class AnthropicProvider(Provider):
         if self._api is None:
             raise RuntimeError(f"provider {self.name} used before start()")
         return self._api
-
-    def input_fields(self) -> list[str]:
-        return self.prompt.input_fields()
-
-    def output_fields(self) -> list[str]:
-        return self.prompt.output_fields()
-
-    def batch_limit(self) -> int:
-        return self.prompt.batch_limit()
 
     def price_list(self) -> PriceList:
         return token_prices(self.config.model, USD_PER_MILLION_TOKENS, PRICES_READ_ON, PRICES_SOURCE)

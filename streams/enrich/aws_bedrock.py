@@ -23,7 +23,6 @@ from streams.enrich import aws, provider_index
 from streams.enrich.base import (
     EnrichFailure,
     EnrichOutcome,
-    Provider,
     ProviderStartError,
     ProviderUnavailable,
     Throttled,
@@ -31,7 +30,7 @@ from streams.enrich.base import (
 )
 from streams.enrich.model_prices import list_price, token_prices
 from streams.enrich.pricing import PriceList
-from streams.enrich.prompting import ChatPromptConfig, Reply, StructuredPrompt
+from streams.enrich.prompting import ChatPromptConfig, PromptedProvider, Reply
 
 log = logging.getLogger(__name__)
 
@@ -219,7 +218,7 @@ class BedrockChat:
         return Reply(problem=f"the answer did not use the tool {self._config.tool_name}", billed=billed, turn=content)
 
 
-class BedrockProvider(Provider):
+class BedrockProvider(PromptedProvider):
     """A Bedrock foundation model through the Converse API, answering through a tool whose schema is the outputs."""
 
     name = "aws_bedrock"
@@ -230,7 +229,6 @@ class BedrockProvider(Provider):
 
     def __init__(self, config: BedrockConfig) -> None:
         super().__init__(config)
-        self.prompt = StructuredPrompt(config)
         self._client: Any = None
 
     @property
@@ -242,15 +240,6 @@ class BedrockProvider(Provider):
         if self._client is None:
             raise RuntimeError(f"provider {self.name} used before start()")
         return self._client
-
-    def input_fields(self) -> list[str]:
-        return self.prompt.input_fields()
-
-    def output_fields(self) -> list[str]:
-        return self.prompt.output_fields()
-
-    def batch_limit(self) -> int:
-        return self.prompt.batch_limit()
 
     def price_list(self) -> PriceList:
         return token_prices(base_model(self.config.model_id), USD_PER_MILLION_TOKENS, PRICES_READ_ON, PRICES_SOURCE)

@@ -18,11 +18,11 @@ from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 from pydantic import Field
 
 from streams.enrich import openai_connection, provider_index
-from streams.enrich.base import EnrichFailure, EnrichOutcome, Provider
+from streams.enrich.base import EnrichFailure, EnrichOutcome
 from streams.enrich.model_prices import list_price, token_prices
 from streams.enrich.openai_connection import OpenAIConnection
 from streams.enrich.pricing import PriceList
-from streams.enrich.prompting import ChatPromptConfig, Reply, StructuredPrompt
+from streams.enrich.prompting import ChatPromptConfig, PromptedProvider, Reply
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def _reply(completion: ChatCompletion) -> Reply:
     return Reply(answer=answer, billed=billed, turn=content)
 
 
-class OpenAIChatProvider(Provider):
+class OpenAIChatProvider(PromptedProvider):
     name = "openai"
     remote = True
     max_batch = 100
@@ -142,7 +142,6 @@ class OpenAIChatProvider(Provider):
 
     def __init__(self, config: OpenAIChatConfig) -> None:
         super().__init__(config)
-        self.prompt = StructuredPrompt(config)
         self._api: openai.AsyncOpenAI | None = None
 
     @property
@@ -154,15 +153,6 @@ class OpenAIChatProvider(Provider):
         if self._api is None:
             raise RuntimeError(f"provider {self.name} used before start()")
         return self._api
-
-    def input_fields(self) -> list[str]:
-        return self.prompt.input_fields()
-
-    def output_fields(self) -> list[str]:
-        return self.prompt.output_fields()
-
-    def batch_limit(self) -> int:
-        return self.prompt.batch_limit()
 
     def price_list(self) -> PriceList:
         return token_prices(self.config.model, USD_PER_MILLION_TOKENS, PRICES_READ_ON, PRICES_SOURCE)

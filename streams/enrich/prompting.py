@@ -25,7 +25,7 @@ from jsonschema.exceptions import best_match
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from headwater import fields
-from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, ProviderConfig
+from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider, ProviderConfig
 
 _QUOTED_ERROR_CHARS = 400
 PACK_INSTRUCTION = (
@@ -291,3 +291,22 @@ class StructuredPrompt:
                 }
         share = {quantity: amount / len(batch) for quantity, amount in billed.items()}
         return [failures[index] if index in failures else Enriched(valid[index], share) for index in range(len(batch))]
+
+
+class PromptedProvider(Provider):
+    """A chat provider: what it reads, writes and packs into one call comes from its prompt."""
+
+    config: ChatPromptConfig
+
+    def __init__(self, config: ChatPromptConfig) -> None:
+        super().__init__(config)
+        self.prompt = StructuredPrompt(config)
+
+    def input_fields(self) -> list[str]:
+        return self.prompt.input_fields()
+
+    def output_fields(self) -> list[str]:
+        return self.prompt.output_fields()
+
+    def batch_limit(self) -> int:
+        return self.prompt.batch_limit()
