@@ -256,6 +256,7 @@ class EnrichStage:
         self.pipeline = pipeline
         self.cache = cache
         self.keys = _step_keys(self.providers)
+        self._models = [provider.model for provider in self.providers]  # a provider may look its version up
         self.budgets = [
             StepBudget(kafka, pipeline, key, provider.config.budget)
             if kafka is not None and provider.config.budget is not None else None
@@ -347,9 +348,9 @@ class EnrichStage:
         """One entry per step, in order (ARCHITECTURE.md): provider, model, and what applies of tokens in and out,
         USD, a cache hit, a budget skip."""
         entries: list[dict[str, Any]] = []
-        for provider, name in zip(self.providers, self.keys, strict=True):
+        for provider, model, name in zip(self.providers, self._models, self.keys, strict=True):
             spent = used.get(name, Used())
-            entry: dict[str, Any] = {"p": provider.name, "m": provider.model}
+            entry: dict[str, Any] = {"p": provider.name, "m": model}
             if spent.billed:
                 for quantity, short in HEADER_TOKENS.items():
                     if quantity in spent.billed:
