@@ -35,6 +35,8 @@ bench: setup
 	$(BIN)/python bench/memory.py
 	$(BIN)/python bench/produce.py
 	$(BIN)/python bench/replay.py
+	$(BIN)/python bench/enrich.py
+	$(BIN)/python bench/redact.py
 
 clean:
 	rm -rf $(VENV) .cache .headwater .pytest_cache .mypy_cache .ruff_cache
