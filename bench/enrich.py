@@ -34,11 +34,11 @@ import httpx
 import yaml
 from replay import written_rate
 from services import cluster, produce_contacts
-from streams.enrich.redaction import Redactor
 
 from headwater.kafka.cluster import ensure_topics, wait_for_broker
 from headwater.ports import free_port
 from headwater.settings import HeadwaterSettings
+from streams.enrich.redaction import Redactor
 
 HERE = Path(__file__).resolve().parent
 HEADWATER = Path(sys.executable).parent / "headwater"
