@@ -25,9 +25,10 @@ from streams.enrich.base import (
     TransientError,
 )
 from streams.enrich.http_status import service_error
-from streams.enrich.model_prices import list_price, token_prices
+from streams.enrich.model_prices import token_prices
 from streams.enrich.pricing import PriceList
 from streams.enrich.prompting import ChatPromptConfig, PromptedProvider, Reply
+from streams.enrich.sdk_client import SdkClientProvider
 
 log = logging.getLogger(__name__)
 
@@ -139,58 +140,42 @@ class AnthropicChat:
         return Reply(problem=f"the answer did not use the tool {self._config.tool_name}", billed=billed, turn=said)
 
 
-class AnthropicProvider(PromptedProvider):
+class AnthropicProvider(PromptedProvider, SdkClientProvider[anthropic.AsyncAnthropic]):
     name = "anthropic"
     remote = True
     max_batch = 100
     default_max_chars = 20_000
     config: AnthropicConfig
 
-    def __init__(self, config: AnthropicConfig) -> None:
-        super().__init__(config)
-        self._api: anthropic.AsyncAnthropic | None = None
-
     @property
     def model(self) -> str:
         return self.config.model
 
-    @property
-    def api(self) -> anthropic.AsyncAnthropic:
-        if self._api is None:
-            raise RuntimeError(f"provider {self.name} used before start()")
-        return self._api
-
     def price_list(self) -> PriceList:
         return token_prices(self.config.model, USD_PER_MILLION_TOKENS, PRICES_READ_ON, PRICES_SOURCE)
 
-    async def start(self) -> None:
+    def open_client(self) -> anthropic.AsyncAnthropic:
         key = self.config.api_key.get_secret_value() if self.config.api_key else os.environ.get(API_KEY_ENV)
         if not key:
             raise ProviderStartError(f"{self.name}: no API key (set api_key or {API_KEY_ENV})")
-        if self._api is None:  # started once, whether by the stage or by whoever built it
-            self._api = anthropic.AsyncAnthropic(
-                api_key=key,
-                base_url=self.config.base_url,
-                max_retries=0,
-                timeout=self.config.timeout_seconds,
-                http_client=anthropic.DefaultAioHttpClient(),  # cheaper per call than httpx2's pool at high concurrency
-            )
+        return anthropic.AsyncAnthropic(
+            api_key=key,
+            base_url=self.config.base_url,
+            max_retries=0,
+            timeout=self.config.timeout_seconds,
+            http_client=anthropic.DefaultAioHttpClient(),  # cheaper per call than httpx2's pool at high concurrency
+        )
+
+    async def check_client(self, api: anthropic.AsyncAnthropic) -> None:
         try:
-            await self._api.models.list()
+            await api.models.list()
         except anthropic.APIConnectionError as exc:
-            raise ProviderStartError(f"{self.name}: cannot reach {self._api.base_url}: {exc.message}") from exc
+            raise ProviderStartError(f"{self.name}: cannot reach {api.base_url}: {exc.message}") from exc
         except (anthropic.AuthenticationError, anthropic.PermissionDeniedError) as exc:
-            raise ProviderStartError(f"{self.name}: {self._api.base_url} refused the API key") from exc
+            raise ProviderStartError(f"{self.name}: {api.base_url} refused the API key") from exc
         except anthropic.APIStatusError as exc:
             # A proxy may not list models; reaching it is what this check is for.
             log.info("event=model_list_unavailable provider=%s status=%d", self.name, exc.status_code)
-        if list_price(self.config.model, USD_PER_MILLION_TOKENS) is None and not self.config.prices:
-            log.warning("event=model_price_unknown provider=%s model=%s cost=0", self.name, self.config.model)
-
-    async def close(self) -> None:
-        if self._api is not None:
-            await self._api.close()
-            self._api = None
 
     async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
         return await self.prompt.run(batch, AnthropicChat(self))

@@ -12,7 +12,6 @@ one and only the record at fault fails.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,11 +27,9 @@ from streams.enrich.base import (
     Throttled,
     TransientError,
 )
-from streams.enrich.model_prices import list_price, token_prices
+from streams.enrich.model_prices import token_prices, warn_if_unpriced
 from streams.enrich.pricing import PriceList
 from streams.enrich.prompting import ChatPromptConfig, PromptedProvider, Reply
-
-log = logging.getLogger(__name__)
 
 SERVICE = "bedrock-runtime"
 PRICES_READ_ON = "2026-12-01"
@@ -250,8 +247,7 @@ class BedrockProvider(PromptedProvider):
         if self._client is None:  # started once, whether by the stage or by whoever built it
             self._client = aws.client(SERVICE, self.config)
         await self._probe()
-        if list_price(base_model(self.config.model_id), USD_PER_MILLION_TOKENS) is None and not self.config.prices:
-            log.warning("event=model_price_unknown provider=%s model=%s cost=0", self.name, self.config.model_id)
+        warn_if_unpriced(self)
 
     async def _probe(self) -> None:
         where = f"{SERVICE} at {self._client.meta.endpoint_url}"

@@ -3,9 +3,13 @@ dated snapshot (`gpt-4o-mini-2024-07-18`, `claude-haiku-4-5-20251001`)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
+from streams.enrich.base import Provider
 from streams.enrich.pricing import PriceList
+
+log = logging.getLogger(__name__)
 
 TOKEN_QUANTITIES = ("input_tokens", "output_tokens")
 
@@ -23,3 +27,9 @@ def token_prices(model: str, table: Mapping[str, tuple[float, ...]], read_on: st
         return PriceList(read_on=read_on, source=f"{source} (model {model} not listed)")
     usd_per = {quantity: usd / 1e6 for quantity, usd in zip(TOKEN_QUANTITIES, price, strict=False)}
     return PriceList(usd_per, read_on, source)
+
+
+def warn_if_unpriced(provider: Provider) -> None:
+    """One warning at start for a model no price is known of: its calls are counted at 0 USD."""
+    if not provider.price_list().usd_per and not provider.config.prices:
+        log.warning("event=model_price_unknown provider=%s model=%s cost=0", provider.name, provider.model)

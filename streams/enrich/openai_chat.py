@@ -8,7 +8,6 @@ over the records of a packed prompt.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -19,12 +18,10 @@ from pydantic import Field
 
 from streams.enrich import openai_connection, provider_index
 from streams.enrich.base import EnrichFailure, EnrichOutcome
-from streams.enrich.model_prices import list_price, token_prices
-from streams.enrich.openai_connection import OpenAIConnection
+from streams.enrich.model_prices import token_prices
+from streams.enrich.openai_connection import OpenAIClientProvider, OpenAIConnection
 from streams.enrich.pricing import PriceList
 from streams.enrich.prompting import ChatPromptConfig, PromptedProvider, Reply
-
-log = logging.getLogger(__name__)
 
 PRICES_READ_ON = "2026-12-01"
 PRICES_SOURCE = "https://openai.com/api/pricing/"
@@ -133,41 +130,19 @@ def _reply(completion: ChatCompletion) -> Reply:
     return Reply(answer=answer, billed=billed, turn=content)
 
 
-class OpenAIChatProvider(PromptedProvider):
+class OpenAIChatProvider(PromptedProvider, OpenAIClientProvider):
     name = "openai"
     remote = True
     max_batch = 100
     default_max_chars = 20_000
     config: OpenAIChatConfig
 
-    def __init__(self, config: OpenAIChatConfig) -> None:
-        super().__init__(config)
-        self._api: openai.AsyncOpenAI | None = None
-
     @property
     def model(self) -> str:
         return self.config.model
 
-    @property
-    def api(self) -> openai.AsyncOpenAI:
-        if self._api is None:
-            raise RuntimeError(f"provider {self.name} used before start()")
-        return self._api
-
     def price_list(self) -> PriceList:
         return token_prices(self.config.model, USD_PER_MILLION_TOKENS, PRICES_READ_ON, PRICES_SOURCE)
-
-    async def start(self) -> None:
-        if self._api is None:  # started once, whether by the stage or by whoever built it
-            self._api = openai_connection.client(self.name, self.config)
-        await openai_connection.check(self.name, self._api)
-        if list_price(self.config.model, USD_PER_MILLION_TOKENS) is None and not self.config.prices:
-            log.warning("event=model_price_unknown provider=%s model=%s cost=0", self.name, self.config.model)
-
-    async def close(self) -> None:
-        if self._api is not None:
-            await self._api.close()
-            self._api = None
 
     async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
         return await self.prompt.run(batch, OpenAIChat(self))

@@ -13,6 +13,7 @@ from pydantic import Field, SecretStr
 
 from streams.enrich.base import ProviderConfig, ProviderStartError, ProviderUnavailable, TransientError
 from streams.enrich.http_status import service_error
+from streams.enrich.sdk_client import SdkClientProvider
 
 log = logging.getLogger(__name__)
 API_KEY_ENV = "OPENAI_API_KEY"
@@ -72,3 +73,15 @@ async def mapped_errors(provider: str) -> AsyncIterator[None]:
         if mapped is None:
             raise
         raise mapped from exc
+
+
+class OpenAIClientProvider(SdkClientProvider[openai.AsyncOpenAI]):
+    """A provider calling through the `openai` SDK (its config is an `OpenAIConnection`)."""
+
+    config: OpenAIConnection
+
+    def open_client(self) -> openai.AsyncOpenAI:
+        return client(self.name, self.config)
+
+    async def check_client(self, api: openai.AsyncOpenAI) -> None:
+        await check(self.name, api)

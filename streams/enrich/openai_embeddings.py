@@ -8,7 +8,6 @@ stage to retry record by record, so only the input at fault fails.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,13 +16,11 @@ from pydantic import Field
 
 from headwater import fields
 from streams.enrich import openai_connection, provider_index
-from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome, Provider
-from streams.enrich.model_prices import list_price, token_prices
+from streams.enrich.base import Enriched, EnrichFailure, EnrichOutcome
+from streams.enrich.model_prices import token_prices
 from streams.enrich.openai_chat import PRICES_READ_ON, PRICES_SOURCE
-from streams.enrich.openai_connection import OpenAIConnection
+from streams.enrich.openai_connection import OpenAIClientProvider, OpenAIConnection
 from streams.enrich.pricing import PriceList
-
-log = logging.getLogger(__name__)
 
 USD_PER_MILLION_TOKENS: dict[str, tuple[float, ...]] = {
     "text-embedding-3-small": (0.02,),
@@ -41,17 +38,13 @@ class OpenAIEmbeddingsConfig(OpenAIConnection):
     )
 
 
-class OpenAIEmbeddingsProvider(Provider):
+class OpenAIEmbeddingsProvider(OpenAIClientProvider):
     name = "openai_embeddings"
     remote = True
     max_batch = 2048
     default_max_chars = 24_000
     """The models take 8,192 tokens per input; 24,000 characters stays under that for ordinary text."""
     config: OpenAIEmbeddingsConfig
-
-    def __init__(self, config: OpenAIEmbeddingsConfig) -> None:
-        super().__init__(config)
-        self._api: openai.AsyncOpenAI | None = None
 
     @property
     def model(self) -> str:
@@ -65,18 +58,6 @@ class OpenAIEmbeddingsProvider(Provider):
 
     def price_list(self) -> PriceList:
         return token_prices(self.config.model, USD_PER_MILLION_TOKENS, PRICES_READ_ON, PRICES_SOURCE)
-
-    async def start(self) -> None:
-        if self._api is None:  # started once, whether by the stage or by whoever built it
-            self._api = openai_connection.client(self.name, self.config)
-        await openai_connection.check(self.name, self._api)
-        if list_price(self.config.model, USD_PER_MILLION_TOKENS) is None and not self.config.prices:
-            log.warning("event=model_price_unknown provider=%s model=%s cost=0", self.name, self.config.model)
-
-    async def close(self) -> None:
-        if self._api is not None:
-            await self._api.close()
-            self._api = None
 
     async def enrich(self, batch: Sequence[Mapping[str, Any]]) -> list[EnrichOutcome]:
         if self._api is None:
