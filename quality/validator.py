@@ -1,101 +1,104 @@
-"""Great Expectations suites applied to micro-batches, with a verdict per record.
+"""Great Expectations suites applied to a stream: verdicts per record, results per window.
 
-One ephemeral GX context per validator (so per worker), built once: GX costs tens of milliseconds per call,
-so a whole batch is validated in one call and the failures are mapped back to records by row index.
+One ephemeral GX context per validator (so per worker), built once: GX costs milliseconds per call, so record-level
+expectations are validated over a whole micro-batch in one call and the failures mapped back to records by row
+index, and aggregate expectations over a whole window in one call. Never per record.
 An expectation's `meta.severity` is `error` (blocking: the record becomes a dead letter; the default) or `warn`
 (the record passes and its `hw-quality` header names the failure); `meta.name` names it, else `type(column)`.
+Uniqueness expectations are not run by GX here: their state is the stream's history (see `streams.runtime`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from headwater import fields
+from quality.suite import Rule, Suite, SuiteError, load_suite
 
 log = logging.getLogger(__name__)
-Severity = Literal["error", "warn"]
-_COLUMN_KWARGS = ("column", "column_A", "column_B")
-
-
-class SuiteError(ValueError):
-    """A suite file that cannot be loaded."""
+__all__ = ["PASS", "Outcome", "QualityValidator", "SuiteError", "Verdict", "WindowResult"]
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """The failed expectations of one record, by severity."""
+    """The failed expectations of one record, by severity, with what explains each (e.g. the first occurrence)."""
 
     blocking: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    notes: tuple[tuple[str, str], ...] = ()
+
+    def merged(self, other: Verdict) -> Verdict:
+        if other is PASS:
+            return self
+        return Verdict(self.blocking + other.blocking, self.warnings + other.warnings, self.notes + other.notes)
+
+    def reason(self) -> str:
+        notes = dict(self.notes)
+        named = [f"{name} ({notes[name]})" if name in notes else name for name in self.blocking]
+        return f"failed blocking expectations: {', '.join(named)}"
 
 
 PASS = Verdict()
 
 
 @dataclass(frozen=True)
-class _Rule:
+class Outcome:
+    """One expectation's result over a window."""
+
     name: str
-    severity: Severity
+    type: str
+    severity: str
+    success: bool
+    observed_value: Any
+    unexpected_count: int | None
 
 
-def _rule(expectation: Mapping[str, Any], path: Path) -> _Rule:
-    meta = expectation.get("meta") or {}
-    severity = meta.get("severity", "error")
-    if severity not in ("error", "warn"):
-        raise SuiteError(f"{path}: expectation {expectation.get('type')} has severity {severity!r}, not error|warn")
-    kwargs = expectation.get("kwargs") or {}
-    target = kwargs.get("column") or ",".join(kwargs.get("column_list") or [])
-    name = meta.get("name") or f"{expectation.get('type')}({target})"
-    return _Rule(str(name), severity)
+@dataclass(frozen=True)
+class WindowResult:
+    outcomes: list[Outcome]
+    gx_result: dict[str, Any] = field(repr=False)
+
+    @property
+    def success(self) -> bool:
+        return all(outcome.success for outcome in self.outcomes)
 
 
-def _columns(expectations: Sequence[Mapping[str, Any]]) -> list[str]:
-    found: list[str] = []
-    for expectation in expectations:
-        kwargs = expectation.get("kwargs") or {}
-        candidates = [kwargs.get(key) for key in _COLUMN_KWARGS] + list(kwargs.get("column_list") or [])
-        found.extend(column for column in candidates if isinstance(column, str) and column not in found)
-    return found
+def _named(rule: Rule) -> dict[str, Any]:
+    """The expectation as GX takes it, its meta carrying the rule's name so results map back to rules."""
+    definition = dict(rule.definition)
+    definition["meta"] = {**(definition.get("meta") or {}), "name": rule.name}
+    return definition
 
 
-class QualityValidator:
-    def __init__(self, suite_path: Path) -> None:
-        try:
-            definition = json.loads(suite_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise SuiteError(f"cannot read quality suite {suite_path}: {exc}") from exc
-        expectations = definition.get("expectations") if isinstance(definition, dict) else None
-        if not isinstance(expectations, list):
-            raise SuiteError(f"{suite_path}: a suite is a JSON object with an `expectations` list")
-        self.path = suite_path
-        self.rules = [_rule(expectation, suite_path) for expectation in expectations]
-        self.columns = _columns(expectations)
-        self._lock = threading.Lock()
-        self._batch_definition, self._suite = self._build(definition, suite_path)
+class _GxSuite:
+    """One GX suite on a pandas data frame asset, validated under a lock (a context is not thread-safe)."""
 
-    @staticmethod
-    def _build(definition: dict[str, Any], suite_path: Path) -> tuple[Any, Any]:
+    def __init__(self, name: str, rules: Sequence[Rule], path: Path) -> None:
         import great_expectations as gx
         from great_expectations.core.expectation_suite import ExpectationSuite
         from great_expectations.data_context.types.base import ProgressBarsConfig
 
+        self.rules = {rule.name: rule for rule in rules}
+        self.columns = list(dict.fromkeys(column for rule in rules for column in rule.columns))
         context = gx.get_context(mode="ephemeral")
-        for name in [*logging.root.manager.loggerDict, "great_expectations"]:
-            if name.startswith("great_expectations"):
-                logging.getLogger(name).setLevel(logging.ERROR)
+        for logger in [*logging.root.manager.loggerDict, "great_expectations"]:
+            if logger.startswith("great_expectations"):
+                logging.getLogger(logger).setLevel(logging.ERROR)
         context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
         try:
-            suite = context.suites.add(ExpectationSuite(**{**definition, "name": definition.get("name", "suite")}))
-        except Exception as exc:  # GX reports an unknown expectation or bad kwargs with several types
-            raise SuiteError(f"{suite_path}: {exc}") from exc
-        asset = context.data_sources.add_pandas("headwater").add_dataframe_asset(name="micro_batch")
-        return asset.add_batch_definition_whole_dataframe("whole"), suite
+            self._suite = context.suites.add(
+                ExpectationSuite(name=name, expectations=[_named(rule) for rule in rules])
+            )
+        except Exception as exc:  # GX reports bad kwargs with several types
+            raise SuiteError(f"{path}: {exc}") from exc
+        asset = context.data_sources.add_pandas("headwater").add_dataframe_asset(name=name)
+        self._batch_definition = asset.add_batch_definition_whole_dataframe("whole")
+        self._lock = threading.Lock()
 
     def frame(self, records: Sequence[Mapping[str, Any]]) -> Any:
         import pandas as pd
@@ -105,26 +108,64 @@ class QualityValidator:
             {column: [fields.get(record, path) for record in records] for column, path in paths.items()}
         )
 
-    def validate(self, records: Sequence[Mapping[str, Any]]) -> list[Verdict]:
-        """One verdict per record (blocking and warn-level failures), from one GX validation of the batch."""
-        if not records or not self.rules:
-            return [PASS] * len(records)
+    def validate(self, records: Sequence[Mapping[str, Any]]) -> Any:
         frame = self.frame(records)
         with self._lock:
             batch = self._batch_definition.get_batch(batch_parameters={"dataframe": frame})
-            result = batch.validate(self._suite, result_format="COMPLETE")
+            return batch.validate(self._suite, result_format="COMPLETE")
+
+    def rule_of(self, outcome: Any) -> Rule:
+        return self.rules[str(outcome.expectation_config.meta["name"])]
+
+
+class QualityValidator:
+    def __init__(self, suite: Suite | Path) -> None:
+        self.suite = suite if isinstance(suite, Suite) else load_suite(suite)
+        self.path = self.suite.path
+        self.rules = list(self.suite.rules)
+        record_rules, aggregate_rules = self.suite.of_kind("record"), self.suite.of_kind("aggregate")
+        self.unique_rules = self.suite.of_kind("unique")
+        self._records = _GxSuite(f"{self.suite.name}.records", record_rules, self.path) if record_rules else None
+        self._windows = _GxSuite(f"{self.suite.name}.windows", aggregate_rules, self.path) if aggregate_rules else None
+
+    @property
+    def window_columns(self) -> list[str]:
+        """The columns a window keeps of each record: only what the aggregate expectations read."""
+        return self._windows.columns if self._windows is not None else []
+
+    @property
+    def has_aggregates(self) -> bool:
+        return self._windows is not None
+
+    def validate(self, records: Sequence[Mapping[str, Any]]) -> list[Verdict]:
+        """One verdict per record from the record-level expectations, in one GX validation of the batch."""
+        if not records or self._records is None:
+            return [PASS] * len(records)
+        result = self._records.validate(records)
         blocking: list[list[str]] = [[] for _ in records]
         warnings: list[list[str]] = [[] for _ in records]
         for outcome in result.results:
             if outcome.success:
                 continue
-            rule = _rule(outcome.expectation_config.to_json_dict(), self.path)
-            failed_rows = (outcome.result or {}).get("unexpected_index_list")
-            rows = range(len(records)) if failed_rows is None else failed_rows
+            rule = self._records.rule_of(outcome)
             target = blocking if rule.severity == "error" else warnings
-            for row in rows:
+            for row in (outcome.result or {}).get("unexpected_index_list") or ():
                 target[int(row)].append(rule.name)
         return [
             Verdict(tuple(block), tuple(warn)) if block or warn else PASS
             for block, warn in zip(blocking, warnings, strict=True)
         ]
+
+    def validate_window(self, rows: Sequence[Mapping[str, Any]]) -> WindowResult:
+        """The aggregate expectations over a window's rows, in one GX validation."""
+        assert self._windows is not None, "a suite without aggregate expectations has no windows"
+        result = self._windows.validate(rows).to_json_dict()  # JSON-safe: numpy values become plain ones
+        outcomes = []
+        for outcome in result["results"]:
+            rule = self._windows.rules[str(outcome["expectation_config"]["meta"]["name"])]
+            details = outcome.get("result") or {}
+            outcomes.append(Outcome(
+                rule.name, rule.type, rule.severity, bool(outcome["success"]), details.get("observed_value"),
+                details.get("unexpected_count"),
+            ))
+        return WindowResult(outcomes, result)

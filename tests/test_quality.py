@@ -40,14 +40,22 @@ def test_a_batch_is_one_call_and_fast_enough(orders: QualityValidator) -> None:
     assert sum(1 for verdict in verdicts if verdict.blocking) == 10
 
 
-def test_table_level_failure_applies_to_every_record(tmp_path: Path) -> None:
+def test_aggregates_judge_windows_not_records(tmp_path: Path) -> None:
     suite = tmp_path / "rows.json"
     suite.write_text(json.dumps({"name": "rows", "expectations": [
         {"type": "expect_table_row_count_to_be_between", "kwargs": {"min_value": 5},
          "meta": {"severity": "warn", "name": "enough_rows"}},
+        {"type": "expect_column_mean_to_be_between", "kwargs": {"column": "a", "max_value": 1},
+         "meta": {"name": "small_mean"}},
     ]}))
-    verdicts = QualityValidator(suite).validate([{"a": 1}, {"a": 2}])
-    assert [verdict.warnings for verdict in verdicts] == [("enough_rows",), ("enough_rows",)]
+    validator = QualityValidator(suite)
+    assert validator.validate([{"a": 1}, {"a": 2}]) == [PASS, PASS]
+    result = validator.validate_window([{"a": 1}, {"a": 2}])
+    assert not result.success
+    assert [(outcome.name, outcome.success, outcome.observed_value) for outcome in result.outcomes] == [
+        ("enough_rows", False, 2), ("small_mean", False, 1.5)
+    ]
+    assert json.dumps(result.gx_result)  # the GX result is plain JSON, ready for a report
 
 
 def test_bad_suites_are_rejected(tmp_path: Path) -> None:
@@ -59,5 +67,5 @@ def test_bad_suites_are_rejected(tmp_path: Path) -> None:
     severity.write_text(json.dumps({"name": "s", "expectations": [
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}, "meta": {"severity": "fatal"}},
     ]}))
-    with pytest.raises(SuiteError, match="severity 'fatal'"):
+    with pytest.raises(SuiteError, match="severity 'fatal' is not error|warn"):
         QualityValidator(severity)

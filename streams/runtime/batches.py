@@ -133,6 +133,8 @@ async def process(
     else is a bug: logged with its traceback and raised as `PipelineFailed`, so the runtime stops and exits non-zero.
     """
     label = engine.config.label
+    if engine.quality is not None and not await engine.quality.resumed(stop):  # `on_fail: pause` holds it here
+        return None
     delay = 0.2
     try:
         while True:

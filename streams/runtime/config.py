@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 import quality
 from headwater.oversized import ClaimCheckConfig
+from quality.suite import SuiteError, load_suite
 from schemas import catalog
 from streams.enrich import config_model
 from streams.enrich.base import ProviderConfig
@@ -81,12 +82,50 @@ class EnrichStep(BaseModel):
         return config_model(self.provider).model_validate(self.options)
 
 
+class QualityWindow(BaseModel):
+    """A tumbling window across micro-batches for the aggregate expectations: N records or S seconds."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    records: int | None = Field(None, ge=1, le=1_000_000, description="Close a window every N records.")
+    seconds: float | None = Field(None, gt=0, le=7 * 86_400, description="Windows of S seconds of record time.")
+
+    @model_validator(mode="after")
+    def _one_size(self) -> QualityWindow:
+        if (self.records is None) == (self.seconds is None):
+            raise ValueError("a window is either records: N or seconds: S")
+        return self
+
+
+_DURATION = re.compile(r"^(\d+)(s|m|h|d)$")
+_UNIT_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
 class QualityConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     suite: str = Field(
         description="A suite shipped in `quality/suites` by name (`crm_contacts`), or a path to a GX suite JSON file."
     )
+    window: QualityWindow | None = Field(None, description="Required when the suite has aggregate expectations.")
+    on_fail: Literal["continue", "pause"] = Field(
+        "continue", description="When a window fails an error-severity expectation: report and continue, or pause "
+                                "consumption until `headwater quality resume PIPELINE`.",
+    )
+    unique_within: str = Field("7d", description="Horizon of uniqueness expectations: 30s, 15m, 12h, 7d.")
+
+    @field_validator("unique_within")
+    @classmethod
+    def _horizon(cls, value: str) -> str:
+        if not _DURATION.match(value):
+            raise ValueError(f"{value!r} is not a duration such as 30s, 15m, 12h or 7d")
+        return value
+
+    @property
+    def horizon_ms(self) -> int:
+        found = _DURATION.match(self.unique_within)
+        assert found is not None
+        return int(found.group(1)) * _UNIT_MS[found.group(2)]
 
 
 class BatchConfig(BaseModel):
@@ -201,6 +240,20 @@ def load_pipeline(path: Path) -> PipelineConfig:
     except EnrichFieldError as exc:
         raise PipelineConfigError(f"pipeline file {path}: {exc}") from None
     suite = config.suite_path()
-    if config.quality and suite is not None and not suite.is_file():
-        raise PipelineConfigError(f"pipeline file {path}: field quality.suite: {config.quality.suite} does not exist")
+    if config.quality and suite is not None:
+        if not suite.is_file():
+            raise PipelineConfigError(
+                f"pipeline file {path}: field quality.suite: {config.quality.suite} does not exist"
+            )
+        _check_suite(config, config.quality, suite, path)
     return config
+
+
+def _check_suite(config: PipelineConfig, settings: QualityConfig, suite_path: Path, path: Path) -> None:
+    """The suite's types, severities and kwargs, its columns against the output schema, a window for aggregates."""
+    try:
+        suite = load_suite(suite_path)
+        suite.check_columns(schema_field_names(config.load_schema(config.output.schema_)), config.output.schema_)
+        suite.check_window(settings.window is not None)
+    except SuiteError as exc:
+        raise PipelineConfigError(f"pipeline file {path}: field quality.suite: {exc}") from None

@@ -22,13 +22,14 @@ from headwater import envelope
 from headwater.kafka.config import KafkaSettings
 from headwater.oversized import ClaimCheck
 from headwater.settings import EnrichSettings
-from quality.validator import QualityValidator, Verdict
+from quality.validator import QualityValidator
 from schemas.serde import AvroDeserializer, AvroSerializer, EncodeError, SerdeError
 from streams.enrich import EnrichStage, build
 from streams.enrich.base import Provider
 from streams.enrich.cache import ResultCache, cache_path
 from streams.runtime.config import PipelineConfig
 from streams.runtime.enrich_fields import EnrichFieldError, check_inputs, schema_field_names
+from streams.runtime.quality_stage import QualityStage
 from streams.runtime.records import InMessage, Item, OutMessage
 from streams.transforms import TransformError
 
@@ -90,7 +91,7 @@ class PipelineEngine:
             providers, config.label, cache=_result_cache(config, providers, enrich_settings), kafka=kafka
         )
         suite = config.suite_path() if switches.quality else None
-        self.quality = QualityValidator(suite) if suite is not None else None
+        self.quality = QualityStage(config, QualityValidator(suite), kafka) if suite is not None else None
         self.max_bytes = max_bytes
         self.claim_check = claim_check
         self._pipeline_header = config.label.encode()
@@ -153,19 +154,14 @@ class PipelineEngine:
         return items, dead
 
     def judge(self, items: list[Item]) -> tuple[list[Item], list[OutMessage]]:
-        verdicts: list[Verdict] = self.quality.validate([item.record for item in items]) if self.quality else []
+        assert self.quality is not None
         kept: list[Item] = []
         dead: list[OutMessage] = []
-        for index, item in enumerate(items):
-            verdict = verdicts[index] if verdicts else None
-            if verdict is not None and verdict.blocking:
-                names = ",".join(verdict.blocking)
-                dead.append(self.dead_letter(
-                    item.message, "quality", names, f"failed blocking expectations: {', '.join(verdict.blocking)}"
-                ))
+        for item, verdict in zip(items, self.quality.judge(items), strict=True):
+            if verdict.blocking:
+                dead.append(self.dead_letter(item.message, "quality", ",".join(verdict.blocking), verdict.reason()))
                 continue
-            if verdict is not None:
-                item.warnings = verdict.warnings
+            item.warnings = verdict.warnings
             kept.append(item)
         return kept, dead
 
@@ -248,3 +244,5 @@ class PipelineEngine:
 
     def close(self) -> None:
         self._cpu.shutdown(wait=False)
+        if self.quality is not None:
+            self.quality.close()
