@@ -67,5 +67,5 @@ def test_bad_suites_are_rejected(tmp_path: Path) -> None:
     severity.write_text(json.dumps({"name": "s", "expectations": [
         {"type": "expect_column_values_to_not_be_null", "kwargs": {"column": "a"}, "meta": {"severity": "fatal"}},
     ]}))
-    with pytest.raises(SuiteError, match="severity 'fatal' is not error|warn"):
+    with pytest.raises(SuiteError, match=r"severity 'fatal' is not error\|warn"):
         QualityValidator(severity)

@@ -47,9 +47,9 @@ def test_each_bad_suite_is_refused_in_one_line_naming_file_and_expectation(
 
 
 def test_a_window_is_records_or_seconds_and_a_horizon_a_duration(tmp_path: Path) -> None:
-    with pytest.raises(PipelineConfigError, match="quality.window: Value error, a window is either"):
+    with pytest.raises(PipelineConfigError, match=r"quality\.window: Value error, a window is either"):
         load_pipeline(_pipeline(tmp_path, [MEAN], window={"records": 5, "seconds": 10}))
-    with pytest.raises(PipelineConfigError, match="quality.unique_within: Value error, 'a week'"):
+    with pytest.raises(PipelineConfigError, match=r"quality\.unique_within: Value error, 'a week'"):
         load_pipeline(_pipeline(tmp_path, [NOT_NULL], unique_within="a week"))
     loaded = load_pipeline(_pipeline(tmp_path, [MEAN], window={"seconds": 30}, unique_within="12h"))
     assert loaded.quality is not None and loaded.quality.horizon_ms == 12 * 3_600_000

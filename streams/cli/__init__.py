@@ -7,6 +7,7 @@ import typer
 from headwater.logs import configure_logging
 from streams.cli import broker, connect, enrich
 from streams.cli import pipeline as pipeline_cli
+from streams.cli import quality as quality_cli
 from streams.cli import registry as registry_cli
 from streams.cli import schemas as schemas_cli
 from streams.cli.consume import consume_command
@@ -27,6 +28,7 @@ app.add_typer(registry_cli.app, name="registry")
 app.add_typer(schemas_cli.app, name="schemas")
 app.add_typer(replay_app, name="replay")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(quality_cli.app, name="quality")
 pipeline_cli.register(app)
 app.command("produce")(produce)
 app.command("consume")(consume_command)

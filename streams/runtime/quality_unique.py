@@ -14,6 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from headwater import fields
 from quality.suite import Rule
 from quality.validator import PASS, Verdict
 from streams.runtime.quality_log import TopicLog
@@ -31,7 +32,7 @@ def changelog_topic(pipeline: str) -> str:
 
 
 def _value_of(rule: Rule, item: Item) -> str | None:
-    values = [item.record.get(column) for column in rule.columns]
+    values = [fields.get(item.record, fields.split(column)) for column in rule.columns]
     if any(value is None for value in values):  # GX leaves nulls out of uniqueness too
         return None
     return json.dumps([rule.name, values], default=str, separators=(",", ":"))
