@@ -45,17 +45,19 @@ class QualityStage:
         settings = config.quality
         validator.suite.check_window(settings.window is not None)
         self._names = [rule.name for rule in validator.rules if rule.kind != "aggregate"]
-        self._producer = clients.producer(kafka) if kafka is not None else None
         self.reports: list[dict[str, Any]] = []  # only without Kafka: the dry run's, to show
         self._pending: list[dict[str, Any]] = []
         self.windows = (
             TumblingWindows(validator.window_columns, settings.window.records, settings.window.seconds)
             if validator.has_aggregates and settings.window is not None else None
         )
-        self.publisher = None
+        # Kafka clients only for what the suite needs: a record-level suite alone writes nothing of its own.
+        stateful = self.windows is not None or bool(validator.unique_rules)
+        self._producer = clients.producer(kafka) if kafka is not None and stateful else None
+        self.publisher: ReportPublisher | None = None
         self.gate: PauseGate | None = None
         self._logs: list[TopicLog] = []
-        if kafka is not None and self._producer is not None:
+        if kafka is not None and self._producer is not None and self.windows is not None:
             topic = quality_topic(config)
             ensure(kafka, topic, {"cleanup.policy": "delete"})
             self.publisher = ReportPublisher(self._producer, topic, config)
