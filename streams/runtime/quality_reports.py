@@ -50,7 +50,7 @@ def report(config: PipelineConfig, window: Window, result: WindowResult) -> dict
         "success": result.success,
         "window": {
             "kind": window.size_kind,
-            "size": window.size,
+            "size": int(window.size) if window.size_kind == "records" else window.size,
             "records": len(window.rows),
             "start": _iso(window.start_ms),
             "end": _iso(window.end_ms),
