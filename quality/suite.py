@@ -39,6 +39,11 @@ class Rule:
     columns: tuple[str, ...]
     definition: Mapping[str, Any]
 
+    @property
+    def on_key(self) -> bool:
+        """A uniqueness expectation with `meta.on: key` judges the Kafka record key instead of its columns."""
+        return bool((self.definition.get("meta") or {}).get("on") == "key")
+
 
 def kind_of(expectation_type: str) -> Kind | None:
     """What an expectation type judges, from its GX class; None for a type GX does not know."""
@@ -85,6 +90,8 @@ def _rule(expectation: Any, path: Path, position: int) -> Rule:
     except Exception as exc:  # GX reports bad kwargs as pydantic, type or value errors
         reason = " ".join(str(exc).split())
         raise SuiteError(f"{path}: expectation {name}: bad kwargs: {reason}") from None
+    if meta.get("on") not in (None, "key") or (meta.get("on") == "key" and kind != "unique"):
+        raise SuiteError(f"{path}: expectation {name}: meta.on is `key`, and only on a uniqueness expectation")
     if kind == "record" and float(kwargs.get("mostly", 1)) < 1:
         kind = "aggregate"
     return Rule(name, kind_name, severity, kind, columns, expectation)

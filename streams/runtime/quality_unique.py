@@ -32,6 +32,9 @@ def changelog_topic(pipeline: str) -> str:
 
 
 def _value_of(rule: Rule, item: Item) -> str | None:
+    if rule.on_key:
+        key = item.message.key
+        return json.dumps([rule.name, key.hex()]) if key is not None else None
     values = [fields.get(item.record, fields.split(column)) for column in rule.columns]
     if any(value is None for value in values):  # GX leaves nulls out of uniqueness too
         return None
