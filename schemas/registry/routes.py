@@ -94,7 +94,8 @@ def negotiated_type(accept: str) -> str:
 
 async def negotiate_content_type(request: web.Request, response: web.StreamResponse) -> None:
     accept = request.headers.get("Accept")
-    if accept and response.content_type == CONTENT_TYPE:
+    # Most clients send */* or Confluent's own type; skip parsing for them, this runs on every response.
+    if accept and accept not in ("*/*", CONTENT_TYPE) and response.content_type == CONTENT_TYPE:
         response.content_type = negotiated_type(accept)
 
 
