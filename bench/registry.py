@@ -243,13 +243,12 @@ def register_schemas(url: str, prefix: str, count: int) -> list[int]:
     """`count` schemas under a few subjects (subject-level NONE, so the global config of a shared registry stays)."""
     ids = []
     with httpx.Client(base_url=url, headers={"Content-Type": SR_JSON}, timeout=60) as http:
+        for subject in [*(f"{prefix}.s{k}" for k in range(10)), f"{prefix}.many"]:
+            http.put(f"/config/{subject}", json={"compatibility": "NONE"}).raise_for_status()
         for n in range(count):
-            answer = http.post(f"/subjects/{prefix}.s{n % 10}/versions", content=json.dumps({"schema": schema_for(n)}))
-            if answer.status_code == 200:
-                ids.append(answer.json()["id"])
-        http.put(f"/config/{prefix}.many", content=json.dumps({"compatibility": "NONE"}))
-        for n in range(count):
-            ids.append(http.post(f"/subjects/{prefix}.many/versions", json={"schema": schema_for(n)}).json()["id"])
+            answer = http.post(f"/subjects/{prefix}.s{n % 10}/versions", json={"schema": schema_for(n)})
+            ids.append(answer.raise_for_status().json()["id"])
+            http.post(f"/subjects/{prefix}.many/versions", json={"schema": schema_for(n)}).raise_for_status()
     return sorted(set(ids))
 
 
@@ -298,7 +297,7 @@ def run(url: str, seconds: float, records: int) -> None:
     fresh = [
         (
             "POST",
-            f"{url}/subjects/bench.new.{run_id}.{n % CONCURRENCY}/versions",
+            f"{url}/subjects/bench.new.{run_id}.{n}/versions",
             json.dumps({"schema": schema_for(10_000 + n)}).encode(),
         )
         for n in range(200_000)
