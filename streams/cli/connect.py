@@ -19,6 +19,8 @@ from headwater.settings import read_settings_file
 from headwater.status import StatusPortBusy
 from streams.cli.options import (
     ConfigFile,
+    LogFormat,
+    LogFormatName,
     StartupTimeout,
     StatusHost,
     bootstrap_servers_option,
@@ -27,6 +29,7 @@ from streams.cli.options import (
     refuse_unusable_kafka,
     registry_url_option,
     status_port_option,
+    use_log_format,
 )
 
 app = typer.Typer(
@@ -44,12 +47,14 @@ def run(
     registry_url: str | None = registry_url_option(),
     config: Path | None = ConfigFile,
     startup_timeout: float = StartupTimeout,
+    log_format: LogFormatName = LogFormat,
     status_host: str = StatusHost,
     status_port: int = status_port_option(9465),
 ) -> None:
     """Run the connectors of CONFIG files until interrupted (SIGINT/SIGTERM stop them cleanly).
 
     Kafka and registry settings: flags > HEADWATER_* environment > a CONFIG file's own sections > --config file."""
+    use_log_format(log_format)
     overrides: dict[str, Any] = {}
     if bootstrap_servers:
         overrides["kafka"] = {"bootstrap.servers": bootstrap_servers}
