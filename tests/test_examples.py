@@ -12,6 +12,7 @@ import yaml
 
 from connectors.connector_index import available
 from connectors.runner import ConfigError, load_plan
+from streams.cli import connect
 from streams.enrich import provider_index
 from streams.runtime.config import load_pipeline
 
@@ -50,10 +51,15 @@ def header_variables(path: Path) -> set[str]:
     return names
 
 
-def test_there_is_a_connect_example_per_connector() -> None:
-    shown = {entry["connector"] for path in CONNECT_EXAMPLES
-             for entry in yaml.safe_load(path.read_text(encoding="utf-8"))["connectors"]}
-    assert shown == set(available())
+def connectors_in(path: Path) -> set[str]:
+    return {entry["connector"] for entry in yaml.safe_load(path.read_text(encoding="utf-8"))["connectors"]}
+
+
+def test_there_is_a_connect_example_per_connector_and_connect_list_names_it() -> None:
+    assert set().union(*(connectors_in(path) for path in CONNECT_EXAMPLES)) == set(available())
+    assert set(connect.EXAMPLES) == set(available())
+    for name, file in connect.EXAMPLES.items():
+        assert name in connectors_in(REPO / "examples" / "connect" / file), (name, file)
 
 
 @pytest.mark.parametrize("path", CONNECT_EXAMPLES, ids=[path.name for path in CONNECT_EXAMPLES])

@@ -37,6 +37,11 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
+# A ready config file per connector, in the repository's examples/connect/ (tests/test_examples.py keeps it true).
+EXAMPLES = {
+    "duckdb": "duckdb-sink.yaml", "hubspot": "hubspot.yaml", "postgres": "postgres-sink.yaml", "s3": "s3-sink.yaml",
+    "salesforce": "salesforce-to-kafka.yaml", "sql": "sql-erp.yaml", "webhook": "webhook.yaml",
+}
 ConfigFiles = typer.Argument(..., help="Config YAML files; every file is validated before any starts.")
 
 
@@ -92,7 +97,7 @@ def run(
 
 @app.command("list")
 def list_connectors() -> None:
-    """Show every connector and the fields of its config."""
+    """Show every connector, the fields of its config and its ready config file in the repository's examples/."""
     for name, cls in available().items():
         table = Table(
             title=f"{name} ({cls.kind}) — {(cls.__doc__ or '').strip().splitlines()[0]}", title_justify="left"
@@ -101,4 +106,6 @@ def list_connectors() -> None:
             table.add_column(column, overflow="fold")
         for field in describe(cls):
             table.add_row(field.name, field.type, "required" if field.required else field.default, field.description)
+        table.caption = f"ready config: examples/connect/{EXAMPLES[name]}" if name in EXAMPLES else None
+        table.caption_justify = "left"
         console.print(table)
