@@ -65,7 +65,7 @@ def test_every_command_takes_the_same_flags() -> None:
         if path in CONNECTED:
             assert names >= CONNECTION, f"{path} lacks {CONNECTION - names}"
         if path in LONG_RUNNING:
-            assert "--startup-timeout" in names, path
+            assert {"--startup-timeout", "--log-format"} <= names, path
         if path in WITH_STATUS_ENDPOINTS:
             assert {"--status-host", "--status-port"} <= names, path
         for option in options(command):

@@ -16,6 +16,8 @@ from headwater.kafka.python_clients import UnsupportedProperty, faust_broker_opt
 from headwater.status import StatusPortBusy
 from streams.cli.options import (
     ConfigFile,
+    LogFormat,
+    LogFormatName,
     StartupTimeout,
     StatusHost,
     bootstrap_servers_option,
@@ -25,6 +27,7 @@ from streams.cli.options import (
     refuse_unusable_kafka,
     registry_url_option,
     status_port_option,
+    use_log_format,
 )
 from streams.enrich.base import ProviderStartError
 from streams.runtime.batches import WorkerOptions
@@ -59,6 +62,7 @@ def run(
     registry_url: str | None = registry_url_option(),
     config: Path | None = ConfigFile,
     startup_timeout: float = StartupTimeout,
+    log_format: LogFormatName = LogFormat,
     status_host: str = StatusHost,
     status_port: int = status_port_option(9464),
     session_timeout_ms: int = typer.Option(10_000, "--session-timeout-ms", help="Consumer group session timeout."),
@@ -71,6 +75,7 @@ def run(
     strict: bool = typer.Option(False, "--strict", help="Dry run: exit 1 if any record is dead-lettered."),
 ) -> None:
     """Run pipelines against a cluster until SIGTERM/Ctrl-C. Start more with the same files to share partitions."""
+    use_log_format(log_format)
     try:
         configs = [load_pipeline(path) for path in pipelines]
     except PipelineConfigError as exc:
@@ -174,12 +179,14 @@ def up_command(
     warehouse: bool = typer.Option(True, "--warehouse/--no-warehouse", help="Load the results into DuckDB."),
     runtime: RuntimeName = RuntimeOption,
     startup_timeout: float = StartupTimeout,
+    log_format: LogFormatName = LogFormat,
     llm: bool = typer.Option(True, "--llm/--no-llm", help="Add the LLM step (intent, urgency) to crm_contacts, "
                                                           "answered by a local OpenAI-compatible fake."),
 ) -> None:
     """Start broker and registry locally, run a messy sample through both pipelines, summarise, stop everything.
 
     It starts its own broker and registry on loopback, so it takes no connection options."""
+    use_log_format(log_format)
     from streams.up import UpOptions, up
 
     try:

@@ -18,12 +18,15 @@ from schemas.registry.config import DEFAULT_TOPIC, RegistryServerConfig
 from schemas.registry.server import run
 from streams.cli.options import (
     ConfigFile,
+    LogFormat,
+    LogFormatName,
     StartupTimeout,
     bootstrap_servers_option,
     connection_settings,
     fail,
     refuse_unusable_kafka,
     registry_url_option,
+    use_log_format,
 )
 
 app = typer.Typer(help="The Confluent-compatible schema registry, stored in a Kafka topic.", no_args_is_help=True)
@@ -38,12 +41,14 @@ def serve(
     registry_url: str | None = registry_url_option(used=False),
     config: Path | None = ConfigFile,
     startup_timeout: float = StartupTimeout,
+    log_format: LogFormatName = LogFormat,
     topic: str = typer.Option(DEFAULT_TOPIC, "--topic", help="Single-partition compacted storage topic."),
     group: str = typer.Option(None, "--group", help="Consumer group electing the primary."),
     advertised_url: str = typer.Option(None, "--advertised-url", help="URL other registries forward writes to."),
     users_file: Path = UsersFile,
 ) -> None:
     """Serve the registry API until SIGTERM; reads and follows the storage topic, elects a primary for writes."""
+    use_log_format(log_format)
     logging.getLogger("schemas").setLevel(min(logging.getLogger("streams").level, logging.INFO))
     settings = connection_settings(config, bootstrap_servers, registry_url)
     refuse_unusable_kafka(settings.kafka, aiokafka_options)

@@ -36,3 +36,9 @@ FAILURES = Counter(
     "headwater_pipeline_failures_total", "Unexpected exceptions (bugs) that stopped the pipeline.",
     ["pipeline", "error"],
 )
+CONSUMER_LAG = Gauge(
+    "headwater_pipeline_consumer_lag_records",
+    "Records of an assigned input partition not yet read by this worker: its high watermark minus the consumer's "
+    "position, refreshed about once a second.",
+    ["pipeline", "topic", "partition"],
+)
