@@ -9,6 +9,9 @@
 - `POST /topics/{topic}`: one JSON object or a list, validated against the latest schema of `<topic>-value`;
   the answer names the first field that does not match.
 
+With an `auth` section every endpoint but /healthz needs an API key or an OIDC bearer token granted
+`ingest:<topic>` for each topic it writes (Salesforce: every configured object's topic); with `tls`, HTTPS.
+
 Every endpoint answers 2xx only after the broker acknowledged every record, 4xx with the reason for a payload
 it will never accept, and 503 while the broker (or the registry) is unreachable, so the sender retries.
 Records the sender cannot fix (a CRM record missing a required field) go to the dead-letter topic instead.
@@ -41,6 +44,7 @@ from connectors.base import ConnectorConfig, Emit, PushSource, SourceFailure, So
 from connectors.connector_index import register
 from connectors.record_mapping import take_mapped
 from connectors.sources.salesforce import DEFAULT_OBJECTS, ObjectConfig, build_value, resolve_object
+from headwater.auth import AuthSettings, TlsSettings, auth_middleware
 from headwater.kafka.producer import ProduceError
 from headwater.settings import RegistrySettings
 from schemas.client import registry_client
@@ -112,6 +116,10 @@ class WebhookConfig(ConnectorConfig):
     key_fields: dict[str, str] = Field(
         default_factory=dict, description="Topic -> field whose value is the record key; default the first field."
     )
+    auth: AuthSettings | None = Field(
+        default=None, description="API keys and/or OIDC tokens required (scope `ingest:<topic>`); default: open."
+    )
+    tls: TlsSettings | None = Field(default=None, description="Serve HTTPS with this certificate and key.")
 
 
 class _Rejected(Exception):
@@ -186,7 +194,9 @@ class WebhookSource(PushSource[WebhookConfig]):
         """The aiohttp application (separate from `serve` so it can be mounted elsewhere)."""
         self._emit = emit
         self._client = registry_client(registry)
-        app = web.Application(client_max_size=8 * 1024 * 1024)
+        auth = self.config.auth
+        middlewares = [auth_middleware(auth, self._scopes, {"/healthz"})] if auth else []
+        app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=middlewares)
         app.router.add_post("/salesforce/outbound", self._salesforce)
         app.router.add_post("/hubspot/webhooks", self._hubspot)
         app.router.add_post("/topics/{topic}", self._topic)
@@ -197,11 +207,28 @@ class WebhookSource(PushSource[WebhookConfig]):
         runner = web.AppRunner(self.app(emit, registry), access_log=None)
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.config.host, self.config.port).start()
-            log.info("event=webhook_listening source=%s host=%s port=%d", self.name, self.config.host, self.config.port)
+            tls = self.config.tls.server_context() if self.config.tls else None
+            await web.TCPSite(runner, self.config.host, self.config.port, ssl_context=tls).start()
+            log.info(
+                "event=webhook_listening source=%s host=%s port=%d https=%s auth=%s",
+                self.name,
+                self.config.host,
+                self.config.port,
+                tls is not None,
+                self.config.auth is not None,
+            )
             await stop.wait()
         finally:
             await runner.cleanup()
+
+    def _scopes(self, request: web.Request) -> list[str]:
+        """`ingest:<topic>` for every topic the request's endpoint writes."""
+        if request.path == "/salesforce/outbound":
+            return sorted({f"ingest:{topic}" for topic, _, _ in self._objects.values()})
+        if request.path == "/hubspot/webhooks":
+            return [f"ingest:{self.config.hubspot_topic}"]
+        topic = request.match_info.get("topic")
+        return [f"ingest:{topic}"] if topic else []
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})
