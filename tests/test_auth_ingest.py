@@ -8,8 +8,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +17,12 @@ from confluent_kafka.schema_registry import Schema
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
 from pytest_httpserver import HTTPServer
+from typer.testing import CliRunner
 
 from connectors.sources.webhook import WebhookConfig
-from headwater.auth.api_keys import verify_key
+from headwater.auth.api_keys import hash_key, verify_key
 from headwater.settings import first_error
+from streams.cli import app
 from tests.auth_support import IdentityProvider, api_key, certificates, ingest
 from tests.connect_support import end_offset
 
@@ -175,18 +175,18 @@ def test_bad_config_is_refused_naming_the_field(tmp_path: Path) -> None:
     assert swapped.startswith(f"tls: Value error, certificate {tls.key} and key {tls.certificate} do not load")
 
 
-def hash_key_command(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "streams.cli", "auth", "hash-key", *args]
-    return subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60, check=False)
-
-
 def test_hash_key_prints_the_stored_form() -> None:
-    hashed = hash_key_command(stdin="hw_the-key\n")
-    assert hashed.returncode == 0, hashed.stderr
+    hashed = CliRunner().invoke(app, ["auth", "hash-key"], input="hw_the-key\n")
+    assert hashed.exit_code == 0, hashed.output
     stored = hashed.stdout.strip()
     assert stored.startswith("scrypt$16384$8$1$") and "hw_the-key" not in stored
     assert verify_key("hw_the-key", stored) and not verify_key("hw_the-kez", stored)
-    assert stored != hash_key_command(stdin="hw_the-key\n").stdout.strip(), "salted: the same key hashes anew"
-    generated = hash_key_command("--generate")
+    assert stored != hash_key("hw_the-key"), "salted: the same key hashes anew"
+
+
+def test_hash_key_generates_a_key() -> None:
+    generated = CliRunner().invoke(app, ["auth", "hash-key", "--generate"])
+    assert generated.exit_code == 0, generated.output
     key = generated.stderr.rsplit(" ", 1)[-1].strip()
-    assert key.startswith("hw_") and verify_key(key, generated.stdout.strip())
+    assert key.startswith("hw_") and len(key) > 40
+    assert verify_key(key, generated.stdout.strip()) and key not in generated.stdout
