@@ -14,8 +14,11 @@ import pytest
 import yaml
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
+from pydantic import SecretStr
 from pytest_httpserver import HTTPServer
 
+from headwater.settings import RegistrySettings
+from schemas.client import registry_client
 from tests.auth_support import IdentityProvider, api_key, certificates
 from tests.cli import headwater
 from tests.fixtures.registry import RegistryService
@@ -73,6 +76,10 @@ def test_registry_with_tokens_and_api_keys_over_https(
 
         by_key = client(**{"basic.auth.user.info": f"deployer:{key}"})
         assert by_key.get_latest_version("things-value").version == 1
+        settings = RegistrySettings(
+            url=url, basic_auth_user="deployer", basic_auth_password=SecretStr(key), ssl_ca_location=tls.ca
+        )
+        assert registry_client(settings).get_subjects() == ["things-value"], "Headwater's own clients get in"
         with pytest.raises(SchemaRegistryError) as refused:
             client(**{"basic.auth.user.info": "deployer:not-the-key"}).get_subjects()
         assert (refused.value.http_status_code, refused.value.error_code) == (401, 40101)
