@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jwt
 import pytest
 from confluent_kafka.schema_registry import Schema
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -21,9 +22,10 @@ from typer.testing import CliRunner
 
 from connectors.sources.webhook import WebhookConfig
 from headwater.auth.api_keys import hash_key, verify_key
+from headwater.ports import free_port
 from headwater.settings import first_error
 from streams.cli import app
-from tests.auth_support import IdentityProvider, api_key, certificates, ingest
+from tests.auth_support import AUDIENCE, IdentityProvider, api_key, certificates, ingest
 from tests.connect_support import end_offset
 
 VIEW_SCHEMA = {
@@ -81,6 +83,7 @@ async def test_oidc_tokens(kafka: Any, registry: Any, httpserver: HTTPServer, ca
 
         fetched = provider.fetches
         retired = provider.kid
+        retired_key = provider.published[retired]
         provider.rotate()
         rotated = provider.token(scope)
         status, _answer = await post(session, url, bearer(rotated), "v-2")
@@ -92,10 +95,13 @@ async def test_oidc_tokens(kafka: Any, registry: Any, httpserver: HTTPServer, ca
         unknown = provider.token(scope, kid="never-published", key=ec.generate_private_key(ec.SECP256R1()))
         status, (body, _headers) = await post(session, url, bearer(unknown), "v-x")
         assert (status, body["error"]) == (401, "token signed by a key the provider does not publish")
-        forged = provider.token(scope, kid=retired, key=ec.generate_private_key(ec.SECP256R1()))
+        old = provider.token(scope, kid=retired, key=retired_key)
+        status, (body, _headers) = await post(session, url, bearer(old), "v-x")
+        assert (status, body["error"]) == (401, "token signed by a key the provider does not publish"), "key retired"
+        forged = provider.token(scope, key=ec.generate_private_key(ec.SECP256R1()))
         status, (body, _headers) = await post(session, url, bearer(forged), "v-x")
         assert (status, body["error"]) == (401, "token signature does not verify")
-        tokens += [other_topic, rotated, unknown, forged]
+        tokens += [other_topic, rotated, unknown, old, forged]
     assert end_offset(kafka.bootstrap, topic) == 3, "only the accepted requests reached the topic"
     assert "event=auth_refused status=401 code=expired" in caplog.text
     leaked = [token for token in tokens if token in caplog.text or token.rsplit(".", 1)[-1] in caplog.text]
@@ -108,7 +114,14 @@ async def test_api_keys_and_rate_limit(kafka: Any, registry: Any, caplog: pytest
     key, entry = api_key("crm-bot", "ingest:*")
     other_key, other_entry = api_key("reporting", "ingest:reports.*")
     auth = {"api_keys": [entry, other_entry], "rate_limit": {"requests": 3, "per_seconds": 60}}
-    async with ingest(kafka.bootstrap, registry.url, auth=auth) as (session, base):
+    webhooks = {"hubspot_client_secret": "app-secret", "salesforce_objects": [{"name": "Contact", "topic": topic}]}
+    async with ingest(kafka.bootstrap, registry.url, auth=auth, **webhooks) as (session, base):
+        async with session.post(f"{base}/hubspot/webhooks", json=[], headers={"X-API-Key": other_key}) as answer:
+            expected = "reporting is not granted scope ingest:crm.hubspot_events.raw"
+            assert (answer.status, (await answer.json())["error"]) == (403, expected), "webhooks need their scope"
+        async with session.post(f"{base}/salesforce/outbound", data=b"<soapenv:Envelope/>") as answer:
+            assert answer.status == 401, "Salesforce Outbound Messages too"
+
         url = f"{base}/topics/{topic}"
         status, (body, _headers) = await post(session, url, {"X-API-Key": key}, "v-1")
         assert (status, body) == (200, {"accepted": 1})
@@ -190,3 +203,13 @@ def test_hash_key_generates_a_key() -> None:
     key = generated.stderr.rsplit(" ", 1)[-1].strip()
     assert key.startswith("hw_") and len(key) > 40
     assert verify_key(key, generated.stdout.strip()) and key not in generated.stdout
+
+
+async def test_unreachable_identity_provider_answers_503(kafka: Any, registry: Any) -> None:
+    closed = f"http://127.0.0.1:{free_port()}/jwks.json"
+    oidc = {"issuer": "https://idp.example.com", "audience": AUDIENCE, "jwks_url": closed}
+    async with ingest(kafka.bootstrap, registry.url, auth={"oidc": oidc}) as (session, base):
+        token = jwt.encode({"sub": "x"}, "not-checked", algorithm="HS256", headers={"kid": "k1"})
+        status, (body, headers) = await post(session, f"{base}/topics/any.topic", bearer(token), "v-x")
+        assert status == 503 and headers["Retry-After"] == "5", "the sender retries; its token may well be good"
+        assert body["error"] == "the identity provider's JWKS could not be fetched: PyJWKClientConnectionError"

@@ -1,6 +1,6 @@
 """OIDC bearer tokens: a JWT signed by one of the identity provider's JWKS keys, with its issuer, this service as
 audience, not expired. Keys are fetched and cached by PyJWKClient, which refetches the set once when a token names
-a `kid` it does not hold (the provider rotated its keys)."""
+a `kid` it does not hold (the provider rotated its keys), and again when the cache's lifespan ends."""
 
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ class TokenVerifier:
     def __init__(self, settings: OidcSettings) -> None:
         self.settings = settings
         context = ssl.create_default_context(cafile=str(settings.jwks_ca_file) if settings.jwks_ca_file else None)
+        # The parsed key set is cached for `jwks_cache_seconds`; PyJWKClient's per-kid cache stays off because it never
+        # expires, so a key the provider retired would verify tokens for the rest of the process's life.
         self._jwks = PyJWKClient(
             settings.jwks_url,
-            cache_keys=True,
+            cache_keys=False,
             lifespan=settings.jwks_cache_seconds,
             timeout=JWKS_TIMEOUT_SECONDS,
             ssl_context=context,
