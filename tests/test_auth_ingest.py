@@ -114,13 +114,19 @@ async def test_api_keys_and_rate_limit(kafka: Any, registry: Any, caplog: pytest
     key, entry = api_key("crm-bot", "ingest:*")
     other_key, other_entry = api_key("reporting", "ingest:reports.*")
     auth = {"api_keys": [entry, other_entry], "rate_limit": {"requests": 3, "per_seconds": 60}}
-    webhooks = {"hubspot_client_secret": "app-secret", "salesforce_objects": [{"name": "Contact", "topic": topic}]}
+    webhooks = {
+        "hubspot_client_secret": "app-secret",
+        "salesforce_objects": [{"name": "Contact", "topic": topic}],
+        "unauthenticated_webhooks": ["salesforce"],
+    }
     async with ingest(kafka.bootstrap, registry.url, auth=auth, **webhooks) as (session, base):
         async with session.post(f"{base}/hubspot/webhooks", json=[], headers={"X-API-Key": other_key}) as answer:
             expected = "reporting is not granted scope ingest:crm.hubspot_events.raw"
             assert (answer.status, (await answer.json())["error"]) == (403, expected), "webhooks need their scope"
+        async with session.post(f"{base}/hubspot/webhooks", json=[]) as answer:
+            assert answer.status == 401, "no credentials"
         async with session.post(f"{base}/salesforce/outbound", data=b"<soapenv:Envelope/>") as answer:
-            assert answer.status == 401, "Salesforce Outbound Messages too"
+            assert answer.status == 400, "exempt: Salesforce cannot send credentials, its message is checked as before"
 
         url = f"{base}/topics/{topic}"
         status, (body, _headers) = await post(session, url, {"X-API-Key": key}, "v-1")
