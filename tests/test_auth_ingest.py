@@ -215,7 +215,8 @@ async def test_unreachable_identity_provider_answers_503(kafka: Any, registry: A
     closed = f"http://127.0.0.1:{free_port()}/jwks.json"
     oidc = {"issuer": "https://idp.example.com", "audience": AUDIENCE, "jwks_url": closed}
     async with ingest(kafka.bootstrap, registry.url, auth={"oidc": oidc}) as (session, base):
-        token = jwt.encode({"sub": "x"}, "not-checked", algorithm="HS256", headers={"kid": "k1"})
+        placeholder_key = "never checked: the JWKS cannot be fetched"
+        token = jwt.encode({"sub": "x"}, placeholder_key, algorithm="HS256", headers={"kid": "k1"})
         status, (body, headers) = await post(session, f"{base}/topics/any.topic", bearer(token), "v-x")
         assert status == 503 and headers["Retry-After"] == "5", "the sender retries; its token may well be good"
         assert body["error"] == "the identity provider's JWKS could not be fetched: PyJWKClientConnectionError"
