@@ -8,10 +8,11 @@ from pathlib import Path
 import typer
 from pydantic import ValidationError
 
+from headwater.auth.config import load_server_security
 from headwater.dependencies import DependencyDown
 from headwater.kafka.clients import KafkaConfigError
 from headwater.kafka.python_clients import UnsupportedProperty, aiokafka_options
-from headwater.settings import first_error
+from headwater.settings import SettingsError, first_error
 from headwater.status import StatusPortBusy
 from schemas.registry.auth import AuthConfigError, load_users
 from schemas.registry.config import DEFAULT_TOPIC, RegistryServerConfig
@@ -31,6 +32,9 @@ from streams.cli.options import (
 
 app = typer.Typer(help="The Confluent-compatible schema registry, stored in a Kafka topic.", no_args_is_help=True)
 UsersFile = typer.Option(None, "--users-file", help="`user:password` lines; enables basic auth.")
+AuthFile = typer.Option(
+    None, "--auth-file", help="YAML with `auth` (API keys, OIDC, rate limit) and `tls` (certificate, key) sections."
+)
 
 
 @app.command()
@@ -46,6 +50,7 @@ def serve(
     group: str = typer.Option(None, "--group", help="Consumer group electing the primary."),
     advertised_url: str = typer.Option(None, "--advertised-url", help="URL other registries forward writes to."),
     users_file: Path = UsersFile,
+    auth_file: Path = AuthFile,
 ) -> None:
     """Serve the registry API until SIGTERM; reads and follows the storage topic, elects a primary for writes."""
     use_log_format(log_format)
@@ -53,6 +58,7 @@ def serve(
     settings = connection_settings(config, bootstrap_servers, registry_url)
     refuse_unusable_kafka(settings.kafka, aiokafka_options)
     try:
+        security = load_server_security(auth_file) if auth_file else None
         server = RegistryServerConfig(
             kafka=settings.kafka,
             host=host,
@@ -61,12 +67,14 @@ def serve(
             group=group,
             advertised_url=advertised_url,
             users_file=users_file,
+            auth=security.auth if security else None,
+            tls=security.tls if security else None,
             startup_timeout=startup_timeout,
         )
         load_users(server.users_file)
     except ValidationError as exc:
         fail(first_error(exc), 2)
-    except AuthConfigError as exc:
+    except (AuthConfigError, SettingsError) as exc:
         fail(str(exc), 2)
     try:
         run(server)
