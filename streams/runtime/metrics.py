@@ -36,3 +36,8 @@ FAILURES = Counter(
     "headwater_pipeline_failures_total", "Unexpected exceptions (bugs) that stopped the pipeline.",
     ["pipeline", "error"],
 )
+STAGE_SECONDS = Counter(
+    "headwater_pipeline_stage_seconds_total",
+    "Wall time spent in each step of a micro-batch (consume, decode, enrich, quality, encode, deliver, commit).",
+    ["pipeline", "stage"],
+)
