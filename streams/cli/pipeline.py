@@ -35,6 +35,7 @@ from streams.runtime.config import PipelineConfig, PipelineConfigError, load_pip
 from streams.runtime.dry_run import DryDeadLetter, DryOutput, DryRunError, dry_run
 from streams.runtime.enrich_fields import EnrichFieldError
 from streams.runtime.failures import PipelineFailed
+from streams.runtime.processes import headwater_command, run_processes, worker_ports
 from streams.runtime.runner import RuntimeName, run_workers
 from streams.runtime.tail import render, tail
 
@@ -73,6 +74,11 @@ def run(
     dry_limit: int | None = typer.Option(None, "--limit", min=1, help="Dry run: at most this many records."),
     dry_schema: Path | None = DryInputSchema,
     strict: bool = typer.Option(False, "--strict", help="Dry run: exit 1 if any record is dead-lettered."),
+    workers: int = typer.Option(
+        1, "--workers", min=1,
+        help="Worker processes of these pipelines on this host (one per core uses the machine); they share the "
+             "input partitions as one consumer group. Worker i serves its status on --status-port + i.",
+    ),
 ) -> None:
     """Run pipelines against a cluster until SIGTERM/Ctrl-C. Start more with the same files to share partitions."""
     use_log_format(log_format)
@@ -85,6 +91,18 @@ def run(
         return
     settings = connection_settings(config, bootstrap_servers, registry_url)
     refuse_unusable_kafka(settings.kafka, faust_broker_options if runtime == "faust" else None)
+    if workers > 1:
+        arguments = [str(path) for path in pipelines] + [
+            "--runtime", runtime, "--startup-timeout", str(startup_timeout),
+            "--session-timeout-ms", str(session_timeout_ms), "--status-host", status_host,
+        ]
+        arguments += ["--bootstrap-servers", bootstrap_servers] if bootstrap_servers else []
+        arguments += ["--registry-url", registry_url] if registry_url else []
+        arguments += ["--config", str(config)] if config else []
+        raise typer.Exit(run_processes([
+            headwater_command(["run", *arguments, "--status-port", str(port)])
+            for port in worker_ports(status_port, workers)
+        ]))
     options = WorkerOptions(session_timeout_ms=session_timeout_ms, startup_deadline_s=startup_timeout)
     try:
         stats = asyncio.run(run_workers(

@@ -172,17 +172,24 @@ class FaustPipeline:
         size, within = self.config.batch.size, self.config.batch.linger_ms / 1000
         stream = cast(Stream[bytes], agent_stream)
         # noack_take yields the buffered events themselves (its annotation says values).
+        waiting_since = time.monotonic()
         async for taken in stream.noack_take(size, within=within):
             events = cast(Sequence[EventT[bytes]], taken)
             batch = [in_message(event) for event in events]
             started = time.monotonic()
             result = await batches.process(engine, batch, stop, retry_max_s, self.health)
+            delivering = time.monotonic()
             if result is None or not await batches.deliver(result, engine, self._send, stop, retry_max_s):
                 log.info("event=batch_abandoned pipeline=%s records=%d reason=stopping", self._label, len(batch))
                 return
+            acking = time.monotonic()
             for event in events:
                 await stream.ack(event)
+            # "consume" is the wait for the batch: Faust's fetch and per-event dispatch; "commit" the acks.
+            result.stage_seconds.update(consume=started - waiting_since, deliver=acking - delivering,
+                                        commit=time.monotonic() - acking)
             batches.account(self.stats, engine, batch, result, started)
+            waiting_since = time.monotonic()
 
     async def _send(self, messages: list[OutMessage]) -> list[tuple[OutMessage, ProduceFailure]]:
         """Hand every message to Faust's producer, then wait for all the broker's acknowledgements; the messages

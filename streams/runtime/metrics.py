@@ -42,3 +42,8 @@ CONSUMER_LAG = Gauge(
     "position, refreshed about once a second.",
     ["pipeline", "topic", "partition"],
 )
+STAGE_SECONDS = Counter(
+    "headwater_pipeline_stage_seconds_total",
+    "Wall time spent in each step of a micro-batch (consume, decode, enrich, quality, encode, deliver, commit).",
+    ["pipeline", "stage"],
+)

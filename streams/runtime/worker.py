@@ -127,15 +127,20 @@ class PipelineWorker:
         lag_reports = asyncio.create_task(self._report_lag(stop))
         try:
             while not stop.is_set():
+                consuming = time.monotonic()
                 batch = await self._on_thread(self._consumer_thread, self._consume)
                 if not batch:
                     continue
                 started = time.monotonic()
                 result = await batches.process(engine, batch, stop, retry_max_s, self.health)
+                delivering = time.monotonic()
                 if result is None or not await batches.deliver(result, engine, self._send, stop, retry_max_s):
                     log.info("event=batch_abandoned pipeline=%s records=%d reason=stopping", self._label, len(batch))
                     break
+                committing = time.monotonic()
                 await self._on_thread(self._consumer_thread, self._commit, batch)
+                result.stage_seconds.update(consume=started - consuming, deliver=committing - delivering,
+                                            commit=time.monotonic() - committing)
                 batches.account(self.stats, engine, batch, result, started)
         except PipelineFailed:
             raise
