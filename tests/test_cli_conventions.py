@@ -36,7 +36,7 @@ CONNECTED = {"run", "tail", "connect run", "registry serve", "schemas register",
              "replay start", "replay diff", "replay promote", "dlq summary", "dlq show", "dlq replay",
              "quality report", "quality resume"}
 LOCAL_ONLY = {"up", "broker install", "broker start", "broker stop", "broker status", "connect list", "enrich list",
-              "quality check"}
+              "auth hash-key", "quality check"}
 LONG_RUNNING = {"run", "connect run", "registry serve", "up"}
 WITH_STATUS_ENDPOINTS = {"run", "connect run"}
 RUNTIMES = ("faust", "direct")
@@ -67,7 +67,7 @@ def test_every_command_takes_the_same_flags() -> None:
         if path in CONNECTED:
             assert names >= CONNECTION, f"{path} lacks {CONNECTION - names}"
         if path in LONG_RUNNING:
-            assert "--startup-timeout" in names, path
+            assert {"--startup-timeout", "--log-format"} <= names, path
         if path in WITH_STATUS_ENDPOINTS:
             assert {"--status-host", "--status-port"} <= names, path
         for option in options(command):
