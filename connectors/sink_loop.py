@@ -73,7 +73,9 @@ def _listed(partitions: Sequence[tuple[str, int]]) -> str:
 
 
 def _headers(message: Message) -> HeaderList:
-    found = message.headers() or []
+    found = message.headers()
+    if not found:
+        return []
     pairs = found.items() if isinstance(found, dict) else found
     return [(name, _as_bytes(value)) for name, value in pairs]
 
@@ -179,7 +181,9 @@ class SinkLoop:
     def _decode(self, messages: Sequence[Message]) -> tuple[list[SinkRecord], list[Rejected]]:
         records: list[SinkRecord] = []
         rejected: list[Rejected] = []
-        deserializer = self._deserializer
+        # Runs once per record of every batch: the look-ups are hoisted out of the loop.
+        decode = self._deserializer.decode_with_id
+        keep = records.append
         for message in messages:
             raw_key: bytes | None = message.key()
             raw_value: bytes | None = message.value()
@@ -188,10 +192,9 @@ class SinkLoop:
             record_failure: SerdeError | None = None
             if raw_value is not None:
                 try:
-                    value, schema_id = deserializer.decode_with_id(raw_value)
+                    value, schema_id = decode(raw_value)
                 except SerdeError as exc:
                     record_failure = exc
-            headers = _headers(message)
             record = SinkRecord(
                 topic=_topic(message),
                 partition=_partition(message),
@@ -201,11 +204,11 @@ class SinkLoop:
                 schema_id=schema_id,
                 raw_key=raw_key,
                 raw_value=raw_value,
-                headers=headers,
+                headers=_headers(message),
                 timestamp_ms=message.timestamp()[1],
             )
             if record_failure is None:
-                records.append(record)
+                keep(record)
             else:
                 rejected.append(Rejected(record, type(record_failure).__name__, str(record_failure)))
         return records, rejected

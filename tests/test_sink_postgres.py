@@ -208,3 +208,27 @@ def test_sink_killed_mid_run_ends_with_one_row_per_key_and_latest_values(
             f"SELECT count(*), count(DISTINCT _key), count(*) FILTER (WHERE score = {versions - 1}) FROM {table}"
         ).fetchone() or (0, 0, 0)
     assert (total, distinct, latest) == (keys, keys, keys)
+
+
+def test_table_with_other_column_types_is_copied_as_text_after_binary_copy_is_refused(
+    kafka: Any, registry: Any, postgres: Any, caplog: Any
+) -> None:
+    dsn = postgres.create_database()
+    topic = kafka.create_topic()
+    table = topic.replace(".", "_")
+    with psycopg.connect(dsn) as conn:  # made elsewhere: a uuid and a smallint, which binary COPY cannot cast to
+        conn.execute(f"CREATE TABLE {table} (_key text PRIMARY KEY, _hw_source text, customer_id uuid, score smallint)")
+    ids = [str(uuid.uuid4()) for _ in range(3)]
+    produce(kafka.bootstrap, registry, topic, V1, [(key, customer(key, key[:4], n)) for n, key in enumerate(ids)])
+    loop = sink_loop(kafka, registry, dsn, topic, batch_size=1)
+    caplog.set_level("WARNING", logger="connectors.sinks.postgres")
+    try:
+        loop.run_until_caught_up(timeout=60)
+    finally:
+        loop.close()
+
+    written = rows(dsn, table, "_key, customer_id::text, name, score")
+    assert written == sorted((key, key, key[:4], n) for n, key in enumerate(ids))
+    assert loop.dead_lettered == 0
+    refusals = [r for r in caplog.records if "event=binary_copy_refused" in r.getMessage()]
+    assert len(refusals) == 1  # the table is remembered: the next batches go straight to text
