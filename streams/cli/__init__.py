@@ -9,8 +9,10 @@ from streams.cli import broker, connect, enrich
 from streams.cli import pipeline as pipeline_cli
 from streams.cli import registry as registry_cli
 from streams.cli import schemas as schemas_cli
+from streams.cli.catalog import catalog_command
 from streams.cli.consume import consume_command
 from streams.cli.dlq import app as dlq_app
+from streams.cli.lineage import lineage_command
 from streams.cli.produce import produce
 from streams.cli.replay import app as replay_app
 
@@ -30,6 +32,8 @@ app.add_typer(dlq_app, name="dlq")
 pipeline_cli.register(app)
 app.command("produce")(produce)
 app.command("consume")(consume_command)
+app.command("lineage")(lineage_command)
+app.command("catalog")(catalog_command)
 
 
 @app.callback()
