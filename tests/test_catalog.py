@@ -46,7 +46,8 @@ def test_the_catalog_lists_topics_with_their_schemas_pipelines_connectors_counts
     assert entry["subjects"] == {f"{raw}-value": [1]}
     assert (entry["read_by"], entry["written_by"]) == ([pipeline.label], [])
     assert (entry["fed_by"], entry["drained_by"]) == (["erp"], [])
-    assert topics["_schemas"]["internal"] and topics["_schemas"]["retention"]["cleanup.policy"] == "compact"
+    storage = topics[registry.topic]  # the registry's own topic: internal, compacted
+    assert storage["internal"] and storage["retention"]["cleanup.policy"] == "compact"
     pipelines = {item["pipeline"]: item for item in found["pipelines"]}
     assert pipelines["crm_contacts@1"]["reads"] == ["crm.contacts.raw"]  # the shipped pipelines are always read
     assert pipelines[pipeline.label]["writes"] == [run.enriched, run.dlq]

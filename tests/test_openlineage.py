@@ -40,7 +40,7 @@ def assert_run_shape(events: list[dict[str, Any]], job: str) -> None:
     assert len({event["run"]["runId"] for event in events}) == 1
     uuid.UUID(events[0]["run"]["runId"])
     for event in events:
-        assert event["job"] == {"namespace": "headwater", "name": job}
+        assert (event["job"]["namespace"], event["job"]["name"]) == ("headwater", job)
         assert event["producer"].startswith("https://") and event["eventTime"]
         assert event["schemaURL"].startswith("https://openlineage.io/spec/") and "RunEvent" in event["schemaURL"]
 
@@ -55,6 +55,8 @@ async def test_a_pipeline_run_and_a_sink_run_send_start_and_complete_with_their_
     httpserver.expect_request(ENDPOINT, method="POST").respond_with_data("", status=201)
     raw = kafka.create_topic(f"ol{uuid.uuid4().hex[:8]}.contacts.raw")
     run = write_raw(kafka, registry, raw, contacts())
+    kafka.create_topic(run.enriched)
+    kafka.create_topic(run.dlq)
     lineage = {"transport": "http", "url": httpserver.url_for("/"), "running_interval_s": 0.2}
     settings = run.settings.model_copy(update={"openlineage": OpenLineageSettings.model_validate(lineage)})
     config = pipeline_of(run, tmp_path)
