@@ -211,8 +211,9 @@ class Runner:
                 offsets = OffsetStore(plan.settings.kafka)
                 emitters.append(LineageEmitter(plan.settings.openlineage))
                 for connector in plan.connectors:
-                    runs.append((emitters[-1], connector_run(connector, plan.settings), connector))
-                    emitters[-1].start(runs[-1][1])
+                    if emitters[-1].enabled:  # a sink's run reads its tables: not when no event goes anywhere
+                        runs.append((emitters[-1], connector_run(connector, plan.settings), connector))
+                        emitters[-1].start(runs[-1][1])
                     if isinstance(connector, PollingSource):
                         source = SourceLoop(
                             connector, kafka=plan.settings.kafka, registry=plan.settings.registry, offsets=offsets

@@ -81,18 +81,28 @@ class LineageRun:
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     last_sent: float = 0.0
 
+    _resolved: tuple[Sequence[DatasetRef], Sequence[DatasetRef]] | None = None
+
+    def datasets(self, state: RunState) -> tuple[Sequence[DatasetRef], Sequence[DatasetRef]]:
+        """Inputs and outputs, looked up again for START and the end (a schema may be registered meanwhile);
+        RUNNING events reuse the last ones, so a short interval does not load the registry."""
+        if self._resolved is None or state != RunState.RUNNING:
+            self._resolved = (self.inputs(), self.outputs())
+        return self._resolved
+
     def event(self, namespace: str, state: RunState, error: str | None = None) -> RunEvent:
         run_facets = {"errorMessage": error_message_run.ErrorMessageRunFacet(
             message=error, programmingLanguage="python")} if error else {}
+        inputs, outputs = self.datasets(state)
         return RunEvent(
             eventType=state,
             eventTime=datetime.now(UTC).isoformat(),
             run=Run(runId=self.run_id, facets=run_facets),  # type: ignore[arg-type]
             job=Job(namespace=namespace, name=self.job),
             inputs=[InputDataset(namespace=d.namespace, name=d.name, facets=d.facets())  # type: ignore[arg-type]
-                    for d in self.inputs()],
+                    for d in inputs],
             outputs=[OutputDataset(namespace=d.namespace, name=d.name, facets=d.facets())  # type: ignore[arg-type]
-                     for d in self.outputs()],
+                     for d in outputs],
             producer=PRODUCER,
         )
 
@@ -110,6 +120,11 @@ class LineageEmitter:
         if self._client is not None:
             self._thread = threading.Thread(target=self._work, name="openlineage", daemon=True)
             self._thread.start()
+
+    @property
+    def enabled(self) -> bool:
+        """Whether events go anywhere; callers skip resolving datasets when they do not."""
+        return self._client is not None
 
     def start(self, run: LineageRun) -> None:
         with self._lock:

@@ -45,7 +45,7 @@ def assert_run_shape(events: list[dict[str, Any]], job: str) -> None:
         assert event["schemaURL"].startswith("https://openlineage.io/spec/") and "RunEvent" in event["schemaURL"]
 
 
-def fields(dataset: dict[str, Any]) -> dict[str, str]:
+def fields_of(dataset: dict[str, Any]) -> dict[str, str]:
     return {field["name"]: field["type"] for field in dataset["facets"]["schema"]["fields"]}
 
 
@@ -57,13 +57,17 @@ async def test_a_pipeline_run_and_a_sink_run_send_start_and_complete_with_their_
     run = write_raw(kafka, registry, raw, contacts())
     kafka.create_topic(run.enriched)
     kafka.create_topic(run.dlq)
-    lineage = {"transport": "http", "url": httpserver.url_for("/"), "running_interval_s": 0.2}
+    lineage = {"transport": "http", "url": httpserver.url_for("/"), "running_interval_s": 1.0}
     settings = run.settings.model_copy(update={"openlineage": OpenLineageSettings.model_validate(lineage)})
     config = pipeline_of(run, tmp_path)
     stop = asyncio.Event()
     task = asyncio.create_task(run_workers([config], settings, stop=stop, runtime="direct"))
     deadline = time.monotonic() + 120
-    while end_offset(kafka.bootstrap, run.enriched) + end_offset(kafka.bootstrap, run.dlq) < 3:
+
+    def written() -> int:
+        return end_offset(kafka.bootstrap, run.enriched) + end_offset(kafka.bootstrap, run.dlq)
+
+    while await asyncio.to_thread(written) < 3:  # off the loop the pipeline runs on
         assert not task.done(), task
         assert time.monotonic() < deadline, "the pipeline did not write its outputs in time"
         await asyncio.sleep(0.2)
@@ -76,10 +80,10 @@ async def test_a_pipeline_run_and_a_sink_run_send_start_and_complete_with_their_
     complete = events[-1]
     [source] = complete["inputs"]
     assert (source["namespace"], source["name"]) == (namespace, raw)
-    assert {"contact_id": "string", "last_name": "string"}.items() <= fields(source).items()
+    assert {"contact_id": "string", "last_name": "string"}.items() <= fields_of(source).items()
     outputs = {output["name"]: output for output in complete["outputs"]}
     assert set(outputs) == {run.enriched, run.dlq}
-    assert outputs[run.enriched]["namespace"] == namespace and "sentiment" in fields(outputs[run.enriched])
+    assert outputs[run.enriched]["namespace"] == namespace and "sentiment" in fields_of(outputs[run.enriched])
 
     database = tmp_path / "warehouse.duckdb"
     connect = tmp_path / "sinks.yaml"
@@ -104,7 +108,7 @@ async def test_a_pipeline_run_and_a_sink_run_send_start_and_complete_with_their_
     [table] = sink_events[-1]["outputs"]
     assert table["namespace"] == f"duckdb://{database}"
     assert table["name"] == f"main.{run.enriched.replace('.', '_')}"
-    assert {"_key", "_hw_source", "_hw_offset", "sentiment"} <= set(fields(table))
+    assert {"_key", "_hw_source", "_hw_offset", "sentiment"} <= set(fields_of(table))
     [topic] = sink_events[-1]["inputs"]
     assert (topic["namespace"], topic["name"]) == (namespace, run.enriched)
 
@@ -125,3 +129,16 @@ def test_a_receiver_that_is_down_is_logged_and_holds_nothing_up(caplog: pytest.L
 def test_a_file_transport_needs_a_path() -> None:
     with pytest.raises(ValueError, match="transport file needs `path`"):
         OpenLineageSettings(transport="file")
+
+
+def test_the_file_transport_appends_one_event_per_line(tmp_path: Path) -> None:
+    target = tmp_path / "lineage" / "events.jsonl"
+    emitter = LineageEmitter(OpenLineageSettings(transport="file", path=target, running_interval_s=0))
+    raw = DatasetRef("kafka://b:9092", "crm.contacts.raw", (("contact_id", "string"),))
+    run = LineageRun("crm_contacts", lambda: [raw], lambda: [])
+    with emitter.reporting([run]):
+        pass
+    emitter.close()
+    events = [json.loads(line) for line in target.read_text(encoding="utf-8").splitlines()]
+    assert [event["eventType"] for event in events] == ["START", "COMPLETE"]
+    assert fields_of(events[0]["inputs"][0]) == {"contact_id": "string"}
