@@ -81,7 +81,7 @@ class LineageRun:
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     last_sent: float = 0.0
 
-    _resolved: tuple[Sequence[DatasetRef], Sequence[DatasetRef]] | None = None
+    _resolved: tuple[Sequence[DatasetRef], Sequence[DatasetRef]] | None = field(default=None, init=False, repr=False)
 
     def datasets(self, state: RunState) -> tuple[Sequence[DatasetRef], Sequence[DatasetRef]]:
         """Inputs and outputs, looked up again for START and the end (a schema may be registered meanwhile);

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -47,36 +47,38 @@ def _seen(message: Message) -> Seen:
     )
 
 
-def scan(kafka: KafkaSettings, topic: str, takes: Callable[[Seen], bool], last: int) -> Iterator[Seen]:
-    """The records among the last `last` of each partition of `topic` that `takes` accepts, oldest first per
-    partition (nothing when the topic does not exist)."""
+def scan(kafka: KafkaSettings, topics: Sequence[str], takes: Callable[[Seen], bool], last: int) -> Iterator[Seen]:
+    """The records among the last `last` of each partition of `topics` that `takes` accepts, oldest first per
+    partition, read by one consumer (topics that do not exist are skipped)."""
     consumer = clients.consumer(kafka, f"headwater-lineage-{uuid.uuid4().hex[:8]}",
                                 **{"isolation.level": "read_committed"})
     try:
-        metadata = consumer.list_topics(topic, timeout=30).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            return
-        ends: dict[int, int] = {}
+        metadata = consumer.list_topics(timeout=30).topics
+        ends: dict[tuple[str, int], int] = {}
         starts: list[TopicPartition] = []
-        for partition in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
-            if high > low:
-                ends[partition] = high
-                starts.append(TopicPartition(topic, partition, max(low, high - last)))
+        for topic in topics:
+            found = metadata.get(topic)
+            if found is None or found.error is not None:
+                continue
+            for partition in found.partitions:
+                low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=30)
+                if high > low:
+                    ends[(topic, partition)] = high
+                    starts.append(TopicPartition(topic, partition, max(low, high - last)))
         consumer.assign(starts)
         while ends:
             for message in consumer.consume(1000, 1.0):
                 error = message.error()
                 if error is not None:
                     if error.code() != KafkaError._PARTITION_EOF:
-                        raise RuntimeError(f"reading {topic}: {error.str()}")
+                        raise RuntimeError(f"reading {message.topic()}: {error.str()}")
                     continue
                 seen = _seen(message)
                 if takes(seen):
                     yield seen
-            for tp in consumer.position([TopicPartition(topic, p) for p in list(ends)]):
-                if tp.offset >= ends[tp.partition]:
-                    del ends[tp.partition]
+            for tp in consumer.position([TopicPartition(topic, partition) for topic, partition in list(ends)]):
+                if tp.offset >= ends[(tp.topic, tp.partition)]:
+                    del ends[(tp.topic, tp.partition)]
     finally:
         consumer.close()
 

@@ -107,15 +107,15 @@ def _families(kafka: KafkaSettings, topic: str | None) -> list[str]:
 
 def _find_raw(kafka: KafkaSettings, query: str, families: Sequence[str], last: int) -> tuple[Seen, str]:
     newest: tuple[Seen, str] | None = None
-    for family in families:
-        for seen in scan(kafka, f"{family}.raw", lambda s: s.key == query or s.trace_id == query, last):
-            by = "trace-id" if seen.trace_id == query else "key"
-            if by == "trace-id":
-                return seen, by  # a trace id names one record
-            if newest is None or seen.timestamp_ms >= newest[0].timestamp_ms:
-                newest = (seen, by)
+    raw_topics = [f"{family}.raw" for family in families]
+    for seen in scan(kafka, raw_topics, lambda s: s.key == query or s.trace_id == query, last):
+        by = "trace-id" if seen.trace_id == query else "key"
+        if by == "trace-id":
+            return seen, by  # a trace id names one record
+        if newest is None or seen.timestamp_ms >= newest[0].timestamp_ms:
+            newest = (seen, by)
     if newest is None:
-        where = ", ".join(f"{family}.raw" for family in families) or "no raw topics on this cluster"
+        where = ", ".join(raw_topics) or "no raw topics on this cluster"
         raise NotFound(f"no record with key or trace id {query!r} in the last {last:,} records of each partition "
                        f"of {where} (raise --scan to look further back)")
     return newest
@@ -123,10 +123,8 @@ def _find_raw(kafka: KafkaSettings, query: str, families: Sequence[str], last: i
 
 def _outcomes(kafka: KafkaSettings, raw: Seen, last: int) -> list[Seen]:
     family = family_of(raw.topic)
-    found: list[Seen] = []
-    for stage in ("enriched", "dlq"):
-        found += scan(kafka, f"{family}.{stage}", lambda s: s.headers.get(envelope.SOURCE) == raw.position, last)
-    return found
+    return list(scan(kafka, [f"{family}.enriched", f"{family}.dlq"],
+                     lambda s: s.headers.get(envelope.SOURCE) == raw.position, last))
 
 
 def _sink_rows(sinks: Sequence[Connector[Any]], enriched: Seen) -> list[dict[str, Any]]:
