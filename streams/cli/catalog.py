@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from streams import catalog
-from streams.cli.lineage import ConnectorFiles, sinks_of
+from streams.cli.lineage import ConnectorFiles, connectors_of
 from streams.cli.options import ConfigFile, StartupTimeout, bootstrap_servers_option, fail, registry_url_option
 from streams.cli.replay import connected
 from streams.runtime.config import PipelineConfigError, load_pipeline
@@ -74,7 +74,7 @@ def catalog_command(
         pipelines = [load_pipeline(path) for path in _pipeline_paths(pipeline_files)]
     except PipelineConfigError as exc:
         fail(str(exc), 2)
-    connectors = sinks_of(connector_files, sinks_only=False)
+    connectors = connectors_of(connector_files, sinks_only=False)
     settings = connected(config_file, bootstrap_servers, registry_url, startup_timeout)
     found = catalog.build(settings, catalog.Configured(pipelines, connectors))
     for connector in connectors:

@@ -23,7 +23,7 @@ ConnectorFiles: Any = typer.Option(
 )
 
 
-def sinks_of(files: list[Path], sinks_only: bool = True) -> list[Connector[Any]]:
+def connectors_of(files: list[Path], sinks_only: bool = True) -> list[Connector[Any]]:
     """The sink connectors (or all connectors) of connect-run files; a bad file ends the command in one line."""
     found: list[Connector[Any]] = []
     for path in files:
@@ -87,7 +87,7 @@ def lineage_command(
 ) -> None:
     """Print a record's path: source connector and cursor, raw topic/partition/offset and schema id, pipeline
     version, enrichment and cost, quality verdict, enriched offset or dead letter and reason, and its sink row."""
-    sinks = sinks_of(connector_files)
+    sinks = connectors_of(connector_files)
     settings = connected(config_file, bootstrap_servers, registry_url, startup_timeout)
     try:
         found = trace(settings.kafka, query, topic=topic, sinks=sinks, last=scan).as_dict()
