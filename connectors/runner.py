@@ -31,11 +31,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from connectors.base import Connector, PollingSource, PushSource, Sink
 from connectors.connector_index import UnknownConnectorError, lookup
+from connectors.lineage_events import connector_run, refresh_outputs
 from connectors.offsets import OffsetStore
 from connectors.sink_loop import SinkLoop
 from connectors.source_loop import AsyncEmitter, SourceLoop
 from headwater.dependencies import DependencyDown
 from headwater.kafka import cluster
+from headwater.openlineage import LineageEmitter, LineageRun
 from headwater.settings import HeadwaterSettings, RegistrySettings, first_error, layered, settings_from_data
 from headwater.status import StatusPortBusy, StatusServer
 from schemas.client import registry_client, wait_for_registry
@@ -115,7 +117,8 @@ def load_plan(
         except ValidationError as exc:
             raise ConfigError(f"{path}: {first_error(exc, f'{where}.config')}") from exc
         connectors.append(cls(entry.name, config))
-    return RunPlan(path, HeadwaterSettings(kafka=settings.kafka, registry=settings.registry), connectors)
+    return RunPlan(path, HeadwaterSettings(kafka=settings.kafka, registry=settings.registry,
+                                           openlineage=settings.openlineage), connectors)
 
 
 class Runner:
@@ -193,6 +196,8 @@ class Runner:
     def run(self) -> None:
         loops: list[SourceLoop | SinkLoop | AsyncEmitter | Connector[Any]] = []
         push: list[tuple[PushSource[Any], AsyncEmitter, RegistrySettings]] = []
+        emitters: list[LineageEmitter] = []
+        runs: list[tuple[LineageEmitter, LineageRun, Connector[Any]]] = []
         try:
             if self.status_port is not None:
                 self._start_status(self.status_port)
@@ -204,7 +209,11 @@ class Runner:
                 raise
             for plan in self.plans:
                 offsets = OffsetStore(plan.settings.kafka)
+                emitters.append(LineageEmitter(plan.settings.openlineage))
                 for connector in plan.connectors:
+                    if emitters[-1].enabled:  # a sink's run reads its tables: not when no event goes anywhere
+                        runs.append((emitters[-1], connector_run(connector, plan.settings), connector))
+                        emitters[-1].start(runs[-1][1])
                     if isinstance(connector, PollingSource):
                         source = SourceLoop(
                             connector, kafka=plan.settings.kafka, registry=plan.settings.registry, offsets=offsets
@@ -229,8 +238,19 @@ class Runner:
             self.stop.set()
             for thread in self._threads:
                 thread.join()
+            self._report_end(runs)
             for item in loops:
                 item.close()
+            for lineage in emitters:
+                lineage.close()
+
+    def _report_end(self, runs: Sequence[tuple[LineageEmitter, LineageRun, Connector[Any]]]) -> None:
+        for emitter, run, connector in runs:
+            refresh_outputs(run, connector)
+            if self.failures:
+                emitter.fail(run, "; ".join(self.failures))
+            else:
+                emitter.complete(run)
 
     async def _serve(self, push: Sequence[tuple[PushSource[Any], AsyncEmitter, RegistrySettings]]) -> None:
         stop = asyncio.Event()

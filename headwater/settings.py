@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, InitSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from headwater.kafka.config import KafkaSettings, librdkafka_name
@@ -64,6 +64,31 @@ class EnrichSettings(BaseModel):
     cache_max_entries: int = Field(1_000_000, ge=1, description="Answers kept per pipeline before the oldest go.")
 
 
+class OpenLineageSettings(BaseModel):
+    """Where OpenLineage run events of pipelines and connectors go (a file of JSON lines, or Marquez-style HTTP)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transport: Literal["none", "file", "http"] = Field("none", description="none: no events; file; http.")
+    url: str | None = Field(None, description="http: base URL of the receiver, e.g. http://marquez:5000.")
+    endpoint: str = Field("api/v1/lineage", description="http: path of the lineage endpoint under `url`.")
+    api_key: SecretStr | None = Field(None, description="http: bearer token, if the receiver wants one.")
+    path: Path | None = Field(None, description="file: the file events are appended to, one JSON per line.")
+    namespace: str = Field("headwater", description="Namespace of the jobs (pipelines and connectors).")
+    running_interval_s: float = Field(
+        60.0, ge=0, description="Seconds between RUNNING events of a long run; 0: only START and COMPLETE/FAIL."
+    )
+    timeout_s: float = Field(5.0, gt=0, description="Seconds one delivery may take before it is given up.")
+
+    @model_validator(mode="after")
+    def _target(self) -> OpenLineageSettings:
+        if self.transport == "http" and not self.url:
+            raise ValueError("transport http needs `url`")
+        if self.transport == "file" and self.path is None:
+            raise ValueError("transport file needs `path`")
+        return self
+
+
 def _underscore_keys(data: Any) -> Any:
     """`bootstrap.servers` -> `bootstrap_servers` at every level, so YAML and env keys merge as one
     (`KafkaSettings.properties` turns them back into librdkafka's names)."""
@@ -81,6 +106,7 @@ class HeadwaterSettings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
     registry: RegistrySettings = Field(default_factory=RegistrySettings)  # type: ignore[arg-type]
     enrich: EnrichSettings = Field(default_factory=EnrichSettings)  # type: ignore[arg-type]
+    openlineage: OpenLineageSettings = Field(default_factory=OpenLineageSettings)  # type: ignore[arg-type]
 
     @classmethod
     def settings_customise_sources(

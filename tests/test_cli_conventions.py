@@ -34,7 +34,7 @@ CONNECTION = {"--bootstrap-servers", "--registry-url", "--config"}
 # What each command talks to decides its options; a command added without a line here fails the walk below.
 CONNECTED = {"run", "tail", "connect run", "registry serve", "schemas register", "schemas check", "produce", "consume",
              "replay start", "replay diff", "replay promote", "dlq summary", "dlq show", "dlq replay",
-             "quality report", "quality resume"}
+             "quality report", "quality resume", "lineage", "catalog"}
 LOCAL_ONLY = {"up", "broker install", "broker start", "broker stop", "broker status", "connect list", "enrich list",
               "auth hash-key", "quality check"}
 LONG_RUNNING = {"run", "connect run", "registry serve", "up"}

@@ -119,6 +119,25 @@ class DuckDBSink(WarehouseSink[DuckDBConfig]):
             str(name): _KINDS.get(str(t), "decimal" if str(t).startswith("DECIMAL") else "json") for name, t in rows
         }
 
+    def _select_position(self, table: str, key: str) -> tuple[str | None, int | None, int | None] | None:
+        row = self._connection().execute(
+            f"SELECT {_quote(SOURCE_COLUMN)}, {_quote(PARTITION_COLUMN)}, {_quote(OFFSET_COLUMN)} FROM "
+            f"{self._name(table)} WHERE {_quote(self.config.key_column)} = ?",
+            [key],
+        ).fetchone()
+        if row is None:
+            return None
+        source, partition, offset = row
+        return (None if source is None else str(source), None if partition is None else int(partition),
+                None if offset is None else int(offset))
+
+    @property
+    def dataset_namespace(self) -> str:
+        return f"duckdb://{self.config.database.resolve()}"
+
+    def dataset_name(self, table: str) -> str:
+        return f"{self.config.db_schema}.{table}"
+
     def _is_row_error(self, exc: Exception) -> bool:
         return isinstance(exc, duckdb.ConversionException | duckdb.ConstraintException | pa.ArrowException)
 

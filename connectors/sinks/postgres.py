@@ -16,6 +16,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import Jsonb
 from pydantic import Field, SecretStr
 
@@ -147,6 +148,33 @@ class PostgresSink(WarehouseSink[PostgresConfig]):
         if not rows:
             return None
         return {str(name): _KINDS.get(str(data_type), "json") for name, data_type in rows}
+
+    def _select_position(self, table: str, key: str) -> tuple[str | None, int | None, int | None] | None:
+        query = sql.SQL("SELECT {}, {}, {} FROM {} WHERE {} = %s").format(
+            sql.Identifier(SOURCE_COLUMN), sql.Identifier(PARTITION_COLUMN), sql.Identifier(OFFSET_COLUMN),
+            self._name(table), sql.Identifier(self.config.key_column),
+        )
+        try:
+            with self._connection().cursor() as cur:
+                row = cur.execute(query, (key,)).fetchone()
+            self._connection().commit()
+        except psycopg.OperationalError as exc:
+            self._drop_connection()
+            raise RetryableError(f"PostgreSQL unreachable: {type(exc).__name__}") from exc
+        if row is None:
+            return None
+        source, partition, offset = row
+        return (None if source is None else str(source), None if partition is None else int(str(partition)),
+                None if offset is None else int(str(offset)))
+
+    @property
+    def dataset_namespace(self) -> str:
+        info = conninfo_to_dict(self.config.dsn.get_secret_value())
+        return f"postgres://{info.get('host') or 'localhost'}:{info.get('port') or 5432}"
+
+    def dataset_name(self, table: str) -> str:
+        database = conninfo_to_dict(self.config.dsn.get_secret_value()).get("dbname") or "postgres"
+        return f"{database}.{self.config.db_schema}.{table}"
 
     def _is_row_error(self, exc: Exception) -> bool:
         return isinstance(exc, psycopg.DataError | psycopg.IntegrityError | psycopg.ProgrammingError)

@@ -151,6 +151,31 @@ class S3Sink(Sink[S3Config]):
             f"{topic}+{partition}+{first_offset:020d}+{last_offset:020d}.parquet"
         )
 
+    def objects_holding(self, topic: str, partition: int, offset: int) -> list[str]:
+        """Keys of the objects holding that record (several when two owners cut different ranges around it)."""
+        found: list[str] = []
+        pages = self._s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.config.bucket, Prefix=f"{self.config.prefix}{topic}/"
+        )
+        try:
+            for page in pages:
+                for item in page.get("Contents", []):
+                    name = str(item["Key"]).rsplit("/", 1)[-1].removesuffix(".parquet")
+                    parts = name.rsplit("+", 3)
+                    if len(parts) == 4 and parts[0] == topic and int(parts[1]) == partition \
+                            and int(parts[2]) <= offset <= int(parts[3]):
+                        found.append(str(item["Key"]))
+        except (BotoCoreError, ClientError) as exc:
+            raise RetryableError(f"S3 listing of {self.config.bucket} failed: {type(exc).__name__}") from exc
+        return found
+
+    @property
+    def dataset_namespace(self) -> str:
+        return f"s3://{self.config.bucket}"
+
+    def dataset_name(self, topic: str) -> str:
+        return f"{self.config.prefix}{topic}"
+
     def _columns(self, schema_id: int | None, schema_of: SchemaLookup) -> list[Column]:
         if schema_id is None:
             return []

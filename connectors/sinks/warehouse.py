@@ -52,6 +52,16 @@ class WarehouseConfig(ConnectorConfig):
 WarehouseConfigT = TypeVar("WarehouseConfigT", bound=WarehouseConfig)
 
 
+@dataclass(frozen=True)
+class RowPosition:
+    """A table row and the record it was last written from (`_hw_source`, `_hw_partition`, `_hw_offset`)."""
+
+    table: str
+    source: str | None
+    partition: int | None
+    offset: int | None
+
+
 class ColumnTypeConflict(Exception):
     """A schema gives an existing column a type the column cannot hold."""
 
@@ -107,6 +117,31 @@ class WarehouseSink(Sink[WarehouseConfigT]):
     def _apply(self, plan: TablePlan) -> None:
         """Create/evolve the table, upsert the rows and delete the keys in one durable transaction.
         Raise RetryableError when the database is unreachable."""
+
+    @abstractmethod
+    def _select_position(self, table: str, key: str) -> tuple[str | None, int | None, int | None] | None:
+        """`_hw_source`, `_hw_partition`, `_hw_offset` of the row of `key` (None when there is none)."""
+
+    @property
+    @abstractmethod
+    def dataset_namespace(self) -> str:
+        """The OpenLineage namespace of this database (`postgres://host:port`, `duckdb://<file>`)."""
+
+    @abstractmethod
+    def dataset_name(self, table: str) -> str:
+        """The OpenLineage dataset name of a table of this database."""
+
+    def row_of(self, topic: str, key: str) -> RowPosition | None:
+        """The row `key` of `topic` has in its table, and where it was written from; None when there is none."""
+        table = self.config.table_for(topic)
+        if self._existing_columns(table) is None:
+            return None
+        found = self._select_position(table, key)
+        return None if found is None else RowPosition(table, *found)
+
+    def table_columns(self, topic: str) -> dict[str, Kind] | None:
+        """The columns of `topic`'s table as the database has them (None when the table does not exist yet)."""
+        return self._existing_columns(self.config.table_for(topic))
 
     @abstractmethod
     def _is_row_error(self, exc: Exception) -> bool:

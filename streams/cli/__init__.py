@@ -10,8 +10,10 @@ from streams.cli import pipeline as pipeline_cli
 from streams.cli import quality as quality_cli
 from streams.cli import registry as registry_cli
 from streams.cli import schemas as schemas_cli
+from streams.cli.catalog import catalog_command
 from streams.cli.consume import consume_command
 from streams.cli.dlq import app as dlq_app
+from streams.cli.lineage import lineage_command
 from streams.cli.produce import produce
 from streams.cli.replay import app as replay_app
 
@@ -33,6 +35,8 @@ app.add_typer(quality_cli.app, name="quality")
 pipeline_cli.register(app)
 app.command("produce")(produce)
 app.command("consume")(consume_command)
+app.command("lineage")(lineage_command)
+app.command("catalog")(catalog_command)
 
 
 @app.callback()

@@ -17,12 +17,14 @@ import signal
 from collections.abc import Sequence
 from typing import Literal, Protocol
 
+from headwater.openlineage import LineageEmitter
 from headwater.settings import HeadwaterSettings
 from headwater.status import StatusServer
 from streams.runtime.batches import RunningPipeline, WorkerOptions, WorkerStats
 from streams.runtime.config import PipelineConfig
 from streams.runtime.failures import not_ready_reasons
 from streams.runtime.faust_app import FaustRuntime
+from streams.runtime.lineage_events import pipeline_runs
 from streams.runtime.worker import PipelineWorker
 
 log = logging.getLogger(__name__)
@@ -105,9 +107,12 @@ async def run_workers(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
     log.info("event=runtime_starting runtime=%s pipelines=%d", runtime, len(configs))
+    emitter = LineageEmitter(settings.openlineage)
     try:
-        return await build_runtime(runtime, configs, settings, options, status_port, status_host).run(stop)
+        with emitter.reporting(pipeline_runs(configs, settings)):
+            return await build_runtime(runtime, configs, settings, options, status_port, status_host).run(stop)
     finally:
+        await asyncio.to_thread(emitter.close)
         for signum in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(signum)
