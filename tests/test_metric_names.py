@@ -11,12 +11,14 @@ from prometheus_client import REGISTRY
 import connectors.metrics
 import streams.enrich.metrics
 import streams.runtime.metrics
+import streams.runtime.quality_reports
 
-PARTS = ("pipeline", "connector", "enrich")
+PARTS = ("pipeline", "connector", "enrich", "quality")
 GAUGE_UNITS = ("records", "partitions")
 # Gauges that are 1 or 0 (a state, not a quantity), so they have no unit; their help says what 1 means.
-STATES = {"headwater_pipeline_waiting_for_dependency", "headwater_enrich_provider_down"}
-MODULES = (streams.runtime.metrics, connectors.metrics, streams.enrich.metrics)
+STATES = {"headwater_pipeline_waiting_for_dependency", "headwater_enrich_provider_down",
+          "headwater_quality_expectation_success"}
+MODULES = (streams.runtime.metrics, connectors.metrics, streams.enrich.metrics, streams.runtime.quality_reports)
 
 
 def headwater_metrics() -> dict[str, str]:
