@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from headwater.kafka.config import KafkaSettings
+from streams.enrich import metrics
 from streams.enrich.base import ProviderUnavailable
 from streams.enrich.budget import BudgetLedger
 from streams.enrich.budget_book import Refused
@@ -44,9 +45,17 @@ class StepBudget:
         self.config = config
         self.ledger = BudgetLedger(kafka, pipeline, step, config, WORKER_ID)
         self.per_record_usd = 0.0
+        self._spent = {window: metrics.BUDGET_SPENT.labels(pipeline, step, window) for window in config.limits()}
+        for window, limit in config.limits().items():
+            metrics.BUDGET_LIMIT.labels(pipeline, step, window).set(limit)
+
+    def _show_spent(self) -> None:
+        for window, gauge in self._spent.items():
+            gauge.set(self.ledger.spent(window))
 
     async def start(self) -> None:
         await self.ledger.start()
+        self._show_spent()
 
     async def close(self) -> None:
         await self.ledger.close()
@@ -68,6 +77,7 @@ class StepBudget:
         finally:
             # A batch that failed as a whole (an outage) was not billed; what it did cost is settled otherwise.
             await self.ledger.settle(decision, actual)
+            self._show_spent()
         if records:
             self.per_record_usd = max(self.per_record_usd, actual / records)
         return None
