@@ -67,7 +67,8 @@ def usable_port(host: str, port: int) -> int:
 
 class StatusServer:
     """/metrics, /healthz, /readyz and the status page on `host:port` (port 0: any free one); a busy port raises
-    StatusPortBusy. The page lists the registry's subjects when `registry_url` is given."""
+    StatusPortBusy. The page lists the registry's subjects when `registry_url` is given; `page` replaces the page of
+    this process (`headwater ui` serves one of a whole deployment)."""
 
     def __init__(
         self,
@@ -77,12 +78,13 @@ class StatusServer:
         reasons: Callable[[], Sequence[str]] = tuple,
         registry_url: str | None = None,
         title: str = "Headwater",
+        page: StatusPage | None = None,
     ) -> None:
         self.ready = ready
         self.reasons = reasons
         self.host = host
         self.port = port
-        self.page = StatusPage(title, registry_url=registry_url)
+        self.page = page or StatusPage(title, registry_url=registry_url)
         self._runner: web.AppRunner | None = None
 
     async def _metrics(self, request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ from streams.cli.consume import consume_command
 from streams.cli.dlq import app as dlq_app
 from streams.cli.produce import produce
 from streams.cli.replay import app as replay_app
+from streams.cli.ui import ui
 
 app = typer.Typer(
     name="headwater",
@@ -30,6 +31,7 @@ app.add_typer(dlq_app, name="dlq")
 pipeline_cli.register(app)
 app.command("produce")(produce)
 app.command("consume")(consume_command)
+app.command("ui")(ui)
 
 
 @app.callback()
