@@ -131,3 +131,39 @@ def test_ui_finds_the_processes_of_a_running_up(tmp_path: Path, workers: list[HT
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # `up` starts its own broker and registry, as the demo does
+def test_up_serves_the_page_while_it_runs_and_keeps_it_with_keep(tmp_path: Path) -> None:
+    records, port, log = 400, free_port(), tmp_path / "up.log"
+    data_dir = tmp_path / "hw"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "up", "--records", str(records), "--rate", "200", "--no-llm",
+             "--no-warehouse", "--data-dir", str(data_dir), "--status-port", str(port), "--keep"],
+            stdout=output, stderr=subprocess.STDOUT, env={**os.environ},
+        )
+    seen: set[int] = set()
+    try:
+        deadline = time.monotonic() + 480
+        while "status page stays on" not in log.read_text(errors="replace"):
+            assert process.poll() is None and time.monotonic() < deadline, log.read_text(errors="replace")[-3000:]
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/status.json", timeout=5).json()
+                seen.add(sum(pipeline["records_in"] for pipeline in answer["pipelines"]))
+            except httpx.HTTPError:
+                pass  # not listening yet
+            time.sleep(0.1)
+        kept = httpx.get(f"http://127.0.0.1:{port}/status.json", timeout=5).json()
+        assert {pipeline["name"] for pipeline in kept["pipelines"]} == {"crm_contacts@1", "erp_orders@1"}
+        assert sum(pipeline["records_in"] for pipeline in kept["pipelines"]) == records
+        assert kept["registry"]["reachable"] and kept["registry"]["subjects"]
+        assert any(0 < total < records for total in seen), sorted(seen)  # the page showed the run moving
+        assert (data_dir / "status-targets.json").is_file()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        returncode = process.wait(120)
+    assert returncode == 0, log.read_text(errors="replace")[-3000:]
+    assert f"status page on http://127.0.0.1:{port}/" in log.read_text()
+    assert not (data_dir / "status-targets.json").exists()
