@@ -85,7 +85,7 @@ async def test_mixed_input_ends_in_outputs_and_one_dead_letter_per_bad_record(
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             return ((await http.get("/healthz")).status_code, (await http.get("/readyz")).status_code,
                     (await http.get("/metrics")).text, (await http.get("/status.json")).json(),
-                    (await http.get("/")).text)
+                    (await http.get("/")).text + (await http.get("/status")).text)
 
     healthz, readyz, metrics, page, html = await run_until(
         runtime, lambda: pipeline.stats.records_in >= total, while_running=status
@@ -146,7 +146,7 @@ async def test_mixed_input_ends_in_outputs_and_one_dead_letter_per_bad_record(
     assert f'headwater_pipeline_assigned_partitions{{{label}}} 1.0' in metrics
     # the status page is served beside them, on either runtime
     [shown] = [row for row in page["pipelines"] if row["name"] == config.label]
-    assert (shown["records_in"], shown["state"]) == (total, "running") and "status.json" in html
+    assert (shown["records_in"], shown["state"]) == (total, "running") and html.count("status.json") == 2
 
 
 async def test_status_server_answers_and_a_second_one_on_its_port_is_refused_naming_it() -> None:

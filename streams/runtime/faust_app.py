@@ -216,7 +216,7 @@ def _status_pages(
     app: faust.App, ready: Callable[[], bool], reasons: Callable[[], list[str]], page: StatusPage,
 ) -> None:
     for path in STATUS_PATHS:
-        @app.page(path)
+        @app.page(path, name=f"status_page{path}")
         async def status_page(view: View, request: Request) -> Response:
             return view.html(page.html)
 
