@@ -8,6 +8,7 @@ batch together (the ledger orders every worker's reservations on one Kafka parti
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -45,17 +46,15 @@ class StepBudget:
         self.config = config
         self.ledger = BudgetLedger(kafka, pipeline, step, config, WORKER_ID)
         self.per_record_usd = 0.0
-        self._spent = {window: metrics.BUDGET_SPENT.labels(pipeline, step, window) for window in config.limits()}
         for window, limit in config.limits().items():
             metrics.BUDGET_LIMIT.labels(pipeline, step, window).set(limit)
-
-    def _show_spent(self) -> None:
-        for window, gauge in self._spent.items():
-            gauge.set(self.ledger.spent(window))
+            # read at scrape time: the ledger learns what other workers spent while it follows the budget topic
+            metrics.BUDGET_SPENT.labels(pipeline, step, window).set_function(
+                functools.partial(self.ledger.spent, window)
+            )
 
     async def start(self) -> None:
         await self.ledger.start()
-        self._show_spent()
 
     async def close(self) -> None:
         await self.ledger.close()
@@ -77,7 +76,6 @@ class StepBudget:
         finally:
             # A batch that failed as a whole (an outage) was not billed; what it did cost is settled otherwise.
             await self.ledger.settle(decision, actual)
-            self._show_spent()
         if records:
             self.per_record_usd = max(self.per_record_usd, actual / records)
         return None
