@@ -7,5 +7,6 @@ COPY streams streams
 COPY schemas schemas
 COPY quality quality
 COPY connectors connectors
+COPY examples examples
 RUN pip install --no-cache-dir .
 ENTRYPOINT ["headwater"]

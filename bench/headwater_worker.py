@@ -3,12 +3,15 @@
 Several of these with the same pipeline file share the input partitions (one consumer group), which is how
 Headwater uses more than one core.
 Usage: headwater_worker.py PIPELINE_YAML BOOTSTRAP REGISTRY ENRICH QUALITY READY_FILE RUNTIME(faust|direct)
+With HEADWATER_BENCH_PROFILE=DIR the whole run is profiled (cProfile) into DIR/worker-PID.prof.
 """
 
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -42,8 +45,12 @@ async def main() -> None:
     [stats] = await runtime.run(stop)
     announcer.cancel()
     print(json.dumps({"records_in": stats.records_in, "first": stats.first_batch_at, "last": stats.last_batch_at,
-                      "latency_ms": stats.latency_ms.to_json()}))
+                      "latency_ms": stats.latency_ms.to_json(), "stage_seconds": dict(stats.stage_seconds)}))
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    profile_dir = os.environ.get("HEADWATER_BENCH_PROFILE")
+    if profile_dir:
+        cProfile.run("asyncio.run(main())", str(Path(profile_dir) / f"worker-{os.getpid()}.prof"))
+    else:
+        asyncio.run(main())

@@ -2,7 +2,8 @@
 
 Starts its own embedded broker in a temporary folder, so nothing else shares it. Every later benchmark is
 compared against these figures (measured again in its own run, since the machine is shared and noisy).
-Usage: python bench/kafka_baseline.py [--messages N] [--size BYTES]
+Usage: python bench/kafka_baseline.py [--messages N] [--size BYTES] [--smoke] [--bootstrap-servers B]
+  --smoke  5,000 messages: checks the benchmark runs (tests/test_bench_kafka_baseline.py)
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,30 +128,44 @@ def passthrough(bootstrap: str, source: str, sink: str, count: int, size: int) -
     return Rate("passthrough", count, elapsed, size)
 
 
+@contextmanager
+def broker_at(bootstrap_servers: str | None, folder: str) -> Iterator[str]:
+    """The broker given on the command line, or an embedded one in `folder`, stopped on the way out."""
+    if bootstrap_servers:
+        yield bootstrap_servers
+        return
+    broker = EmbeddedBroker(Path(folder), port=free_port())
+    status = broker.start()
+    assert status.bootstrap is not None
+    try:
+        yield status.bootstrap
+    finally:
+        broker.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=200_000)
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--smoke", action="store_true", help="5,000 messages: checks the benchmark runs")
+    parser.add_argument("--bootstrap-servers", help="an existing broker instead of an embedded one")
     args = parser.parse_args()
+    messages = 5_000 if args.smoke else args.messages
 
-    with tempfile.TemporaryDirectory(prefix="hw-bench-") as folder:
-        broker = EmbeddedBroker(Path(folder), port=free_port())
-        status = broker.start()
-        assert status.bootstrap is not None
-        try:
-            source, sink = "bench.baseline.raw", "bench.baseline.enriched"
-            create_topic(status.bootstrap, source, args.partitions)
-            create_topic(status.bootstrap, sink, args.partitions)
-            rates = [
-                produce(status.bootstrap, source, args.messages, args.size),
-                consume(status.bootstrap, source, args.messages, args.size),
-                passthrough(status.bootstrap, source, sink, args.messages, args.size),
-            ]
-        finally:
-            broker.stop()
+    with tempfile.TemporaryDirectory(prefix="hw-bench-") as folder, \
+            broker_at(args.bootstrap_servers, folder) as bootstrap:
+        run = uuid.uuid4().hex[:6]
+        source, sink = f"bench.baseline{run}.raw", f"bench.baseline{run}.enriched"
+        create_topic(bootstrap, source, args.partitions)
+        create_topic(bootstrap, sink, args.partitions)
+        rates = [
+            produce(bootstrap, source, messages, args.size),
+            consume(bootstrap, source, messages, args.size),
+            passthrough(bootstrap, source, sink, messages, args.size),
+        ]
 
-    print(f"Kafka baseline: {args.messages:,} messages of {args.size} B, {args.partitions} partitions, "
+    print(f"Kafka baseline: {messages:,} messages of {args.size} B, {args.partitions} partitions, "
           f"{os.cpu_count()} cores, broker on this machine")
     print(f"{'path':<12} {'msgs/s':>10} {'MB/s':>8} {'ratio to produce':>17}")
     for rate in rates:

@@ -35,11 +35,16 @@ class RegistrySettings(BaseModel):
 
     url: str = Field("http://127.0.0.1:8081", description="Base URL of the schema registry.")
     basic_auth_user: str | None = Field(None, description="User for HTTP basic auth, if the registry wants it.")
-    basic_auth_password: SecretStr | None = Field(None, description="Password for HTTP basic auth.")
+    basic_auth_password: SecretStr | None = Field(
+        None, description="Password for HTTP basic auth (or the API key of basic_auth_user, see --auth-file)."
+    )
+    ssl_ca_location: Path | None = Field(None, description="CA bundle trusted for an https URL (default: system).")
 
     def confluent(self) -> dict[str, Any]:
         """Configuration for confluent-kafka's SchemaRegistryClient."""
         config: dict[str, Any] = {"url": self.url}
+        if self.ssl_ca_location:
+            config["ssl.ca.location"] = str(self.ssl_ca_location)
         if self.basic_auth_user and self.basic_auth_password:
             config["basic.auth.user.info"] = (
                 f"{self.basic_auth_user}:{self.basic_auth_password.get_secret_value()}"

@@ -34,7 +34,8 @@ CONNECTION = {"--bootstrap-servers", "--registry-url", "--config"}
 # What each command talks to decides its options; a command added without a line here fails the walk below.
 CONNECTED = {"run", "tail", "connect run", "registry serve", "schemas register", "schemas check", "produce", "consume",
              "replay start", "replay diff", "replay promote", "dlq summary", "dlq show", "dlq replay", "ui"}
-LOCAL_ONLY = {"up", "broker install", "broker start", "broker stop", "broker status", "connect list", "enrich list"}
+LOCAL_ONLY = {"up", "broker install", "broker start", "broker stop", "broker status", "connect list", "enrich list",
+              "auth hash-key"}
 LONG_RUNNING = {"run", "connect run", "registry serve", "up"}
 WITH_STATUS_ENDPOINTS = {"run", "connect run", "ui", "up"}
 RUNTIMES = ("faust", "direct")
@@ -65,7 +66,7 @@ def test_every_command_takes_the_same_flags() -> None:
         if path in CONNECTED:
             assert names >= CONNECTION, f"{path} lacks {CONNECTION - names}"
         if path in LONG_RUNNING:
-            assert "--startup-timeout" in names, path
+            assert {"--startup-timeout", "--log-format"} <= names, path
         if path in WITH_STATUS_ENDPOINTS:
             assert {"--status-host", "--status-port"} <= names, path
         for option in options(command):

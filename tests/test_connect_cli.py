@@ -21,6 +21,7 @@ def test_list_shows_every_connector_with_its_documented_fields() -> None:
         assert name in result.stdout
     assert "tables[].updated_at_column" in result.stdout
     assert "Put the password in the environment" in result.stdout
+    assert "ready config: examples/connect/sql-erp.yaml" in result.stdout
 
 
 def test_unknown_connector_is_refused_naming_it(tmp_path: Path) -> None:

@@ -46,8 +46,7 @@ def test_every_metric_the_page_reads_is_one_the_processes_export() -> None:
                 for sample_name in (f"{family.name}_total", f"{family.name}_bucket", f"{family.name}_info",
                                     family.name)}
     read = {value for name, value in vars(snapshot).items() if name.isupper() and isinstance(value, str)}
-    # the consumer lag is exported by another part of the runtime; the page shows it when present
-    assert read - exported == {snapshot.LAG}
+    assert len(read) >= 17 and read <= exported, read - exported
 
 
 def worker_metrics(records_in: int, lag: dict[int, int], latencies: list[float], calls: int) -> bytes:

@@ -9,6 +9,10 @@
 - `POST /topics/{topic}`: one JSON object or a list, validated against the latest schema of `<topic>-value`;
   the answer names the first field that does not match.
 
+With an `auth` section every endpoint but /healthz needs an API key or an OIDC bearer token granted
+`ingest:<topic>` for each topic it writes (Salesforce: every configured object's topic), except the webhooks listed
+in `unauthenticated_webhooks` (Salesforce and HubSpot cannot send credentials); with `tls`, HTTPS.
+
 Every endpoint answers 2xx only after the broker acknowledged every record, 4xx with the reason for a payload
 it will never accept, and 503 while the broker (or the registry) is unreachable, so the sender retries.
 Records the sender cannot fix (a CRM record missing a required field) go to the dead-letter topic instead.
@@ -27,7 +31,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from aiohttp import web
@@ -41,6 +45,7 @@ from connectors.base import ConnectorConfig, Emit, PushSource, SourceFailure, So
 from connectors.connector_index import register
 from connectors.record_mapping import take_mapped
 from connectors.sources.salesforce import DEFAULT_OBJECTS, ObjectConfig, build_value, resolve_object
+from headwater.auth import AuthSettings, TlsSettings, auth_middleware
 from headwater.kafka.producer import ProduceError
 from headwater.settings import RegistrySettings
 from schemas.client import registry_client
@@ -54,6 +59,7 @@ MAX_SIGNATURE_AGE_MS = 5 * 60 * 1000
 SCHEMA_CACHE_SECONDS = 30.0
 # the broker did not acknowledge in time, or the registry could not be reached
 _UNAVAILABLE = (ProduceError, SchemaRegistryError, httpx.HTTPError, OSError)
+_WEBHOOK_PATHS = {"salesforce": "/salesforce/outbound", "hubspot": "/hubspot/webhooks"}
 _TOPIC = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,248}$")
 
 HUBSPOT_EVENT_SCHEMA: dict[str, Any] = {
@@ -112,6 +118,15 @@ class WebhookConfig(ConnectorConfig):
     key_fields: dict[str, str] = Field(
         default_factory=dict, description="Topic -> field whose value is the record key; default the first field."
     )
+    auth: AuthSettings | None = Field(
+        default=None, description="API keys and/or OIDC tokens required (scope `ingest:<topic>`); default: open."
+    )
+    unauthenticated_webhooks: list[Literal["hubspot", "salesforce"]] = Field(
+        default_factory=list,
+        description="Webhooks exempt from `auth`: their senders cannot add credentials, they prove themselves "
+        "(HubSpot's signature, Salesforce's organization id over TLS).",
+    )
+    tls: TlsSettings | None = Field(default=None, description="Serve HTTPS with this certificate and key.")
 
 
 class _Rejected(Exception):
@@ -186,9 +201,12 @@ class WebhookSource(PushSource[WebhookConfig]):
         """The aiohttp application (separate from `serve` so it can be mounted elsewhere)."""
         self._emit = emit
         self._client = registry_client(registry)
-        app = web.Application(client_max_size=8 * 1024 * 1024)
-        app.router.add_post("/salesforce/outbound", self._salesforce)
-        app.router.add_post("/hubspot/webhooks", self._hubspot)
+        auth = self.config.auth
+        exempt = {_WEBHOOK_PATHS[name] for name in self.config.unauthenticated_webhooks}
+        middlewares = [auth_middleware(auth, self._scopes, {"/healthz", *exempt})] if auth else []
+        app = web.Application(client_max_size=8 * 1024 * 1024, middlewares=middlewares)
+        app.router.add_post(_WEBHOOK_PATHS["salesforce"], self._salesforce)
+        app.router.add_post(_WEBHOOK_PATHS["hubspot"], self._hubspot)
         app.router.add_post("/topics/{topic}", self._topic)
         app.router.add_get("/healthz", self._healthz)
         return app
@@ -197,11 +215,28 @@ class WebhookSource(PushSource[WebhookConfig]):
         runner = web.AppRunner(self.app(emit, registry), access_log=None)
         await runner.setup()
         try:
-            await web.TCPSite(runner, self.config.host, self.config.port).start()
-            log.info("event=webhook_listening source=%s host=%s port=%d", self.name, self.config.host, self.config.port)
+            tls = self.config.tls.server_context() if self.config.tls else None
+            await web.TCPSite(runner, self.config.host, self.config.port, ssl_context=tls).start()
+            log.info(
+                "event=webhook_listening source=%s host=%s port=%d https=%s auth=%s",
+                self.name,
+                self.config.host,
+                self.config.port,
+                tls is not None,
+                self.config.auth is not None,
+            )
             await stop.wait()
         finally:
             await runner.cleanup()
+
+    def _scopes(self, request: web.Request) -> list[str]:
+        """`ingest:<topic>` for every topic the request's endpoint writes."""
+        if request.path == _WEBHOOK_PATHS["salesforce"]:
+            return sorted({f"ingest:{topic}" for topic, _, _ in self._objects.values()})
+        if request.path == _WEBHOOK_PATHS["hubspot"]:
+            return [f"ingest:{self.config.hubspot_topic}"]
+        topic = request.match_info.get("topic")
+        return [f"ingest:{topic}"] if topic else []
 
     async def _healthz(self, _request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

@@ -1,5 +1,8 @@
 """Optional HTTP basic auth. Off unless users are configured, from a file of `user:password` lines or from the
-environment variable HEADWATER_REGISTRY_USERS (`user:password,user2:password2`)."""
+environment variable HEADWATER_REGISTRY_USERS (`user:password,user2:password2`).
+
+Or API keys and OIDC tokens (headwater.auth, the `auth` section of `--auth-file`): reads need scope
+`registry:read`, writes `registry:write`; refusals in the registry's error shape."""
 
 from __future__ import annotations
 
@@ -11,11 +14,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from schemas.registry.errors import RegistryError
 
 USERS_ENV = "HEADWATER_REGISTRY_USERS"
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -69,3 +74,12 @@ def _authorised(header: str, users: dict[str, str]) -> bool:
         return False
     expected = users.get(user)
     return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+
+
+def registry_scopes(request: web.Request) -> list[str]:
+    return ["registry:read" if request.method in READ_METHODS else "registry:write"]
+
+
+def registry_refusal(status: int, reason: str, headers: CIMultiDict[str]) -> web.StreamResponse:
+    """Confluent's error body: `error_code` is the status followed by 01 (40101, 40301, 42901, 50301)."""
+    return web.json_response({"error_code": status * 100 + 1, "message": reason}, status=status, headers=headers)

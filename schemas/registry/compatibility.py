@@ -45,14 +45,17 @@ def _checks(
 
 
 def incompatibilities(
-    new: avro.schema.Schema, previous: Sequence[tuple[int, avro.schema.Schema]], level: str
+    new: avro.schema.Schema, previous: Sequence[tuple[int, avro.schema.Schema, str]], level: str
 ) -> list[str]:
-    """Readable reasons why `new` breaks `level` against the `previous` (version, schema) pairs; empty if none.
+    """Confluent's messages for why `new` breaks `level` against the `previous` (version, schema, text) triples;
+    empty if it does not.
 
-    The caller passes the versions the level asks for: the latest one, or all of them for _TRANSITIVE levels.
+    The caller passes the versions the level asks for: the latest one, or all of them for _TRANSITIVE levels. As
+    Confluent's `CompatibilityChecker` does, the newest failing version is reported, followed by
+    `{oldSchemaVersion: n}`, `{oldSchema: '...'}` and `{validateFields: 'false', compatibility: '...'}`.
     """
-    reasons: list[str] = []
-    for version, old in previous:
+    for version, old, text in sorted(previous, key=lambda item: item[0], reverse=True):
+        reasons: list[str] = []
         for meaning, reader, writer in _checks(new, old, version, level):
             result = ReaderWriterCompatibilityChecker().get_compatibility(reader, writer)  # type: ignore[no-untyped-call]
             if result.compatibility is SchemaCompatibilityType.compatible:
@@ -60,6 +63,13 @@ def incompatibilities(
             kinds = ", ".join(sorted({kind.name.upper() for kind in result.incompatibilities}))
             reasons.append(
                 f"{{errorType:'{kinds}', description:'{meaning}: {'; '.join(sorted(result.messages))}', "
-                f"location:'{', '.join(sorted(result.locations))}', compatibility:'{level}'}}"
+                f"additionalInfo:'{', '.join(sorted(result.locations))}'}}"
             )
-    return reasons
+        if reasons:
+            return [
+                *reasons,
+                f"{{oldSchemaVersion: {version}}}",
+                f"{{oldSchema: '{text}'}}",
+                f"{{validateFields: 'false', compatibility: '{level}'}}",
+            ]
+    return []

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from headwater.auth import AuthSettings, TlsSettings
 from headwater.settings import KafkaSettings
 
 DEFAULT_TOPIC = "_schemas"
@@ -27,12 +29,22 @@ class RegistryServerConfig(BaseModel):
     users_file: Path | None = Field(
         None, description="File of `user:password` lines enabling HTTP basic auth (also HEADWATER_REGISTRY_USERS)."
     )
+    auth: AuthSettings | None = Field(
+        None, description="API keys and/or OIDC tokens required (scopes registry:read, registry:write)."
+    )
+    tls: TlsSettings | None = Field(None, description="Serve HTTPS with this certificate and key.")
     startup_timeout: float = Field(
         300.0, gt=0, description="Seconds to reach Kafka, load the storage topic and join the election at start-up."
     )
     max_schema_bytes: int = Field(
         default=512 * 1024, gt=0, description="Largest schema accepted; must fit a Kafka record with its JSON envelope."
     )
+
+    @model_validator(mode="after")
+    def _one_kind_of_auth(self) -> Self:
+        if self.auth is not None and self.users_file is not None:
+            raise ValueError("users_file and auth both configure credentials: keep one")
+        return self
 
     @property
     def election_group(self) -> str:
@@ -41,4 +53,5 @@ class RegistryServerConfig(BaseModel):
     @property
     def url(self) -> str:
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
-        return self.advertised_url or f"http://{host}:{self.port}"
+        scheme = "https" if self.tls else "http"
+        return self.advertised_url or f"{scheme}://{host}:{self.port}"

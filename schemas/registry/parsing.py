@@ -1,7 +1,10 @@
 """Parse and validate submitted Avro schemas (with references to other subjects) with the `avro` package.
 
-Two schemas are "the same" when their JSON is equal after parsing (whitespace and key order do not matter,
-docs and defaults do, because they change what readers get) and their references are equal.
+As in Confluent, a schema is stored as Avro's canonical string (`canonical.canonical_string`, Java's
+`Schema.toString`), and two schemas are "the same" when those strings and their references are equal: whitespace,
+key order and spellings such as `{"type": "int"}` for `"int"` do not matter; docs and defaults do. Field defaults of
+new schemas are validated (fastavro's parser checks them, with Avro Java's rule that a union default may match any
+branch); schemas already stored are read without that check, as Confluent does.
 """
 
 from __future__ import annotations
@@ -12,9 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import avro.schema
+import fastavro
 from avro.name import Names
+from fastavro.schema import SchemaParseException
 
 from schemas.registry import errors
+from schemas.registry.canonical import canonical_string
 
 SUPPORTED_TYPES = ("AVRO",)
 KNOWN_TYPES = ("AVRO", "JSON", "PROTOBUF")
@@ -34,8 +40,8 @@ class Reference:
 
 @dataclass(frozen=True)
 class ParsedSchema:
-    text: str
-    canonical: str
+    text: str  # what is stored and answered: Confluent's canonical string
+    identity: str  # the text plus the references: equal for every spelling of one schema
     avro: avro.schema.Schema
     references: tuple[Reference, ...]
 
@@ -43,13 +49,11 @@ class ParsedSchema:
 ReferenceResolver = Callable[[str, int], tuple[str, tuple[Reference, ...]] | None]
 
 
-def canonical_text(text: str, references: Sequence[Reference] = ()) -> str:
-    """The identity of a schema for de-duplication: sorted-key compact JSON plus its references."""
-    body = json.dumps(json.loads(text), sort_keys=True, separators=(",", ":"))
+def identity_of(text: str, references: Sequence[Reference] = ()) -> str:
     if not references:
-        return body
+        return text
     refs = json.dumps([ref.to_json() for ref in references], sort_keys=True, separators=(",", ":"))
-    return f"{body}|{refs}"
+    return f"{text}|{refs}"
 
 
 def check_schema_type(schema_type: object) -> str:
@@ -77,7 +81,9 @@ def parse_references(raw: object) -> tuple[Reference, ...]:
     return tuple(parsed)
 
 
-def parse(text: object, references: tuple[Reference, ...], resolve: ReferenceResolver) -> ParsedSchema:
+def parse(
+    text: object, references: tuple[Reference, ...], resolve: ReferenceResolver, validate_defaults: bool = True
+) -> ParsedSchema:
     """Validate `text` as Avro, resolving referenced named types through `resolve(subject, version)`."""
     if not isinstance(text, str) or not text.strip():
         raise errors.invalid_schema("the request needs a non-empty string field 'schema'")
@@ -85,22 +91,43 @@ def parse(text: object, references: tuple[Reference, ...], resolve: ReferenceRes
         document = json.loads(text)
     except ValueError as exc:
         raise errors.invalid_schema(f"schema is not JSON: {exc}") from exc
+    referenced: list[tuple[Any, Reference]] = []
+    _load_references(references, resolve, referenced, set())
     names = Names()
-    _load_references(references, resolve, names, set())
+    for ref_document, ref in referenced:
+        try:
+            avro.schema.make_avsc_object(ref_document, names)
+        except Exception as exc:  # the avro package raises SchemaParseException, AvroException, TypeError, ...
+            raise errors.invalid_schema(f"referenced schema {ref.subject} v{ref.version} is invalid: {exc}") from exc
+    known = Names()
+    known.names = dict(names.names)
     try:
         parsed = avro.schema.make_avsc_object(document, names)
-    except Exception as exc:  # the avro package raises SchemaParseException, AvroException, TypeError, ...
+    except Exception as exc:  # same exception zoo as above
         raise errors.invalid_schema(f"not a valid Avro schema: {exc}") from exc
-    compact = json.dumps(document, separators=(",", ":"))
-    return ParsedSchema(compact, canonical_text(compact, references), parsed, references)
+    if validate_defaults:
+        _check_defaults(document, [ref_document for ref_document, _ in referenced])
+    canonical = canonical_string(parsed, known)
+    return ParsedSchema(canonical, identity_of(canonical, references), parsed, references)
+
+
+def _check_defaults(document: Any, referenced: list[Any]) -> None:
+    named: dict[str, Any] = {}
+    try:
+        for ref_document in referenced:
+            fastavro.parse_schema(ref_document, named_schemas=named, _write_hint=False)
+        fastavro.parse_schema(document, named_schemas=named, _write_hint=False)
+    except SchemaParseException as exc:
+        raise errors.invalid_schema(f"not a valid Avro schema: {exc}") from exc
 
 
 def _load_references(
     references: tuple[Reference, ...],
     resolve: ReferenceResolver,
-    names: Names,
+    loaded: list[tuple[Any, Reference]],
     seen: set[tuple[str, int]],
 ) -> None:
+    """Append each referenced schema's document after the ones it references itself, once each."""
     for ref in references:
         if (ref.subject, ref.version) in seen:
             continue
@@ -111,8 +138,8 @@ def _load_references(
                 f"reference {ref.name!r} names subject {ref.subject!r} version {ref.version}, which does not exist"
             )
         text, nested = found
-        _load_references(nested, resolve, names, seen)
+        _load_references(nested, resolve, loaded, seen)
         try:
-            avro.schema.make_avsc_object(json.loads(text), names)
-        except Exception as exc:  # same exception zoo as above
-            raise errors.invalid_schema(f"referenced schema {ref.subject} v{ref.version} is invalid: {exc}") from exc
+            loaded.append((json.loads(text), ref))
+        except ValueError as exc:
+            raise errors.invalid_schema(f"referenced schema {ref.subject} v{ref.version} is not JSON: {exc}") from exc

@@ -19,6 +19,12 @@ from schemas.registry.service import RegistryService, version_body
 log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+# What Confluent produces, with its server-side quality: a client asking for application/json gets it.
+PRODUCED_TYPES = (
+    (CONTENT_TYPE, 1.0),
+    ("application/vnd.schemaregistry+json", 0.9),
+    ("application/json", 0.5),
+)
 ACCEPTED_CONTENT_TYPES = frozenset(
     {
         "application/vnd.schemaregistry.v1+json",
@@ -55,6 +61,42 @@ def raw_reply(body: bytes) -> web.Response:
 
 def flag(request: web.Request, name: str) -> bool:
     return request.query.get(name, "false").lower() == "true"
+
+
+def deleted_only(request: web.Request) -> bool:
+    """Confluent's `deletedOnly`, also under the name confluent-kafka's Python client sends."""
+    return flag(request, "deletedOnly") or flag(request, "deleted_only")
+
+
+def negotiated_type(accept: str) -> str:
+    """The produced type the Accept header rates highest (its q times Confluent's qs); ties go to Confluent's order."""
+    best, best_score = CONTENT_TYPE, 0.0
+    for produced, quality in PRODUCED_TYPES:
+        family = produced.split("/", 1)[0]
+        score = 0.0
+        for item in accept.split(","):
+            media, *params = (part.strip() for part in item.split(";"))
+            if media.lower() not in (produced, f"{family}/*", "*/*"):
+                continue
+            weight = 1.0
+            for param in params:
+                key, _, value = param.partition("=")
+                if key.strip() == "q":
+                    try:
+                        weight = float(value)
+                    except ValueError:
+                        weight = 0.0
+            score = max(score, weight * quality)
+        if score > best_score:
+            best, best_score = produced, score
+    return best
+
+
+async def negotiate_content_type(request: web.Request, response: web.StreamResponse) -> None:
+    accept = request.headers.get("Accept")
+    # Most clients send */* or Confluent's own type; skip parsing for them, this runs on every response.
+    if accept and accept not in ("*/*", CONTENT_TYPE) and response.content_type == CONTENT_TYPE:
+        response.content_type = negotiated_type(accept)
 
 
 def integer(request: web.Request, name: str, default: int) -> int:
@@ -165,13 +207,14 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def list_subjects(request: web.Request) -> web.Response:
     names = _service(request).subjects(
-        flag(request, "deleted"), flag(request, "deleted_only"), request.query.get("subjectPrefix")
+        flag(request, "deleted"), deleted_only(request), request.query.get("subjectPrefix")
     )
     return reply(page(request, names))
 
 
 async def list_versions(request: web.Request) -> web.Response:
-    versions = _service(request).versions(request.match_info["subject"], flag(request, "deleted"))
+    subject = request.match_info["subject"]
+    versions = _service(request).versions(subject, flag(request, "deleted"), deleted_only(request))
     return reply(page(request, versions))
 
 
@@ -265,11 +308,18 @@ async def schema_types(request: web.Request) -> web.Response:
 
 async def test_compatibility(request: web.Request) -> web.Response:
     body = await read_json(request)
-    reasons = _service(request).test_compatibility(
-        request.match_info["subject"], request.match_info.get("version"), body
-    )
+    verbose = flag(request, "verbose")
+    try:
+        reasons = _service(request).test_compatibility(
+            request.match_info["subject"], request.match_info.get("version"), body
+        )
+    except RegistryError as exc:
+        # Confluent answers an invalid schema under ?verbose=true as incompatible, with the reason.
+        if not verbose or exc.code != errors.INVALID_SCHEMA:
+            raise
+        reasons = [exc.message]
     answer: dict[str, Any] = {"is_compatible": not reasons}
-    if flag(request, "verbose"):
+    if verbose:
         answer["messages"] = reasons
     return reply(answer)
 
@@ -322,6 +372,7 @@ async def delete_mode(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
+    app.on_response_prepare.append(negotiate_content_type)
     version_path = "/subjects/{subject}/versions/{version}"
     app.router.add_routes(
         [

@@ -14,10 +14,11 @@ import aiohttp
 from aiohttp import web
 from tenacity import AsyncRetrying, retry_if_not_exception_type, wait_exponential
 
+from headwater.auth import auth_middleware
 from headwater.dependencies import DependencyDown
 from headwater.kafka.clients import KafkaConfigError
 from headwater.status import StatusPortBusy, bind_failure
-from schemas.registry.auth import basic_auth_middleware, load_users
+from schemas.registry.auth import OPEN_PATHS, basic_auth_middleware, load_users, registry_refusal, registry_scopes
 from schemas.registry.config import RegistryServerConfig
 from schemas.registry.election import PrimaryElection
 from schemas.registry.routes import REGISTRY, Registry, add_routes, error_middleware, readiness_middleware
@@ -38,11 +39,19 @@ def build_app(config: RegistryServerConfig, registry: Registry) -> web.Applicati
     users = load_users(config.users_file)
     if users:
         middlewares.append(basic_auth_middleware(users))
+    if config.auth is not None:
+        middlewares.append(auth_middleware(config.auth, registry_scopes, OPEN_PATHS, registry_refusal))
     middlewares.append(readiness_middleware)
     app = web.Application(middlewares=middlewares, client_max_size=MAX_REQUEST_BYTES)
     app[REGISTRY] = registry
     add_routes(app)
-    log.info("event=registry_auth enabled=%s users=%d", bool(users), len(users))
+    log.info(
+        "event=registry_auth enabled=%s users=%d api_keys=%d oidc=%s",
+        bool(users) or config.auth is not None,
+        len(users),
+        len(config.auth.api_keys) if config.auth else 0,
+        bool(config.auth and config.auth.oidc),
+    )
     return app
 
 
@@ -73,7 +82,8 @@ async def serve(config: RegistryServerConfig, stop: asyncio.Event) -> None:
     runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=DRAIN_SECONDS)
     await runner.setup()
     try:
-        await web.TCPSite(runner, config.host, config.port).start()
+        tls = config.tls.server_context() if config.tls else None
+        await web.TCPSite(runner, config.host, config.port, ssl_context=tls).start()
     except OSError as exc:
         await runner.cleanup()
         reason = bind_failure(exc)

@@ -18,7 +18,7 @@ import avro.schema
 
 from schemas.registry import errors, records
 from schemas.registry.compatibility import DEFAULT_LEVEL, check_level, incompatibilities, is_transitive
-from schemas.registry.parsing import ParsedSchema, Reference, check_schema_type, parse, parse_references
+from schemas.registry.parsing import ParsedSchema, check_schema_type, parse, parse_references
 from schemas.registry.state import RegistryState, StoredSchema
 from schemas.registry.store import SchemaLog
 
@@ -102,7 +102,8 @@ class RegistryService:
 
     # --- request bodies ---------------------------------------------------------------------------------------
 
-    def schema_request(self, body: Any) -> SchemaRequest:
+    def schema_request(self, body: Any, new: bool = True) -> SchemaRequest:
+        """`new`: the schema is to be registered or checked, so its defaults are validated (not for lookups)."""
         if not isinstance(body, dict):
             raise errors.bad_request("the request body must be a JSON object with a 'schema' field")
         text = body.get("schema")
@@ -114,16 +115,12 @@ class RegistryService:
             )
         schema_type = check_schema_type(body.get("schemaType"))
         references = parse_references(body.get("references"))
-        parsed = parse(text, references, self.resolve_reference)
+        parsed = parse(text, references, self.state.resolve_reference, validate_defaults=new)
         requested_id, requested_version = body.get("id"), body.get("version")
         for name, value in (("id", requested_id), ("version", requested_version)):
             if value is not None and (type(value) is not int or value < 1):
                 raise errors.bad_request(f"'{name}' must be a positive integer")
         return SchemaRequest(parsed, schema_type, requested_id, requested_version)
-
-    def resolve_reference(self, subject: str, version: int) -> tuple[str, tuple[Reference, ...]] | None:
-        value = self.state.subjects.get(subject, {}).get(version)
-        return None if value is None else (value.schema, value.references)
 
     # --- reads ------------------------------------------------------------------------------------------------
 
@@ -131,21 +128,21 @@ class RegistryService:
         names = self.state.subject_names(deleted=deleted, deleted_only=deleted_only)
         return [name for name in names if prefix is None or name.startswith(prefix)]
 
-    def versions(self, subject: str, deleted: bool) -> list[int]:
-        found = self.state.versions(subject, deleted=deleted)
+    def versions(self, subject: str, deleted: bool, deleted_only: bool = False) -> list[int]:
+        found = self.state.versions(subject, deleted=deleted or deleted_only)
+        if deleted_only:
+            found = [value for value in found if value.deleted]
         if not found:
             raise errors.subject_not_found(subject)
         return [value.version for value in found]
 
     def version(self, subject: str, raw_version: str, deleted: bool = False) -> records.SchemaValue:
         version = parse_version(raw_version)
-        if subject not in self.state.subjects:
+        visible = self.state.versions(subject, deleted=deleted and version != LATEST)
+        if not visible:
             raise errors.subject_not_found(subject)
         if version == LATEST:
-            live = self.state.versions(subject, deleted=False)
-            if not live:
-                raise errors.version_not_found(subject, raw_version)
-            return live[-1]
+            return visible[-1]
         value = self.state.subjects[subject].get(version)
         if value is None or (value.deleted and not deleted):
             raise errors.version_not_found(subject, version)
@@ -172,7 +169,7 @@ class RegistryService:
         return usages
 
     def lookup(self, subject: str, body: Any, deleted: bool) -> records.SchemaValue:
-        request = self.schema_request(body)
+        request = self.schema_request(body, new=False)
         versions = self.state.versions(subject, deleted=deleted)
         if not versions:
             raise errors.subject_not_found(subject)
@@ -182,7 +179,7 @@ class RegistryService:
         return match
 
     def _find(self, subject: str, parsed: ParsedSchema, deleted: bool) -> records.SchemaValue | None:
-        schema_id = self.state.ids_by_canonical.get(parsed.canonical)
+        schema_id = self.state.ids_by_identity.get(parsed.identity)
         if schema_id is None:
             return None
         for value in reversed(self.state.versions(subject, deleted=deleted)):
@@ -228,22 +225,25 @@ class RegistryService:
         if raw_version is None:
             return self._incompatibilities(subject, request.parsed, level)
         version = parse_version(raw_version)
-        if version == LATEST and not self.state.versions(subject):
-            return []
+        if not self.state.versions(subject):
+            if version == LATEST:
+                return []
+            raise errors.version_not_found(subject, version)
         old = self.version(subject, raw_version)
-        return incompatibilities(request.parsed.avro, [(old.version, self._avro(old))], level)
+        return incompatibilities(request.parsed.avro, [(old.version, self._avro(old), old.schema)], level)
 
     def _incompatibilities(self, subject: str, parsed: ParsedSchema, level: str) -> list[str]:
         live = self.state.versions(subject, deleted=False)
         if level == "NONE" or not live:
             return []
         against = live if is_transitive(level) else live[-1:]
-        return incompatibilities(parsed.avro, [(value.version, self._avro(value)) for value in against], level)
+        previous = [(value.version, self._avro(value), value.schema) for value in against]
+        return incompatibilities(parsed.avro, previous, level)
 
     def _avro(self, value: records.SchemaValue) -> avro.schema.Schema:
         cached = self._avro_by_id.get(value.id)
         if cached is None:
-            cached = parse(value.schema, value.references, self.resolve_reference).avro
+            cached = parse(value.schema, value.references, self.state.resolve_reference, validate_defaults=False).avro
             self._avro_by_id[value.id] = cached
         return cached
 
@@ -258,7 +258,7 @@ class RegistryService:
     def existing_id(self, subject: str, body: Any) -> int | None:
         """The id when the schema is already live under the subject: registering it again writes nothing."""
         request = self.schema_request(body)
-        if request.requested_id is not None or request.requested_version is not None:
+        if request.requested_id is not None or request.requested_version is not None or self.mode(subject) == "IMPORT":
             return None
         match = self._find(subject, request.parsed, deleted=False)
         return None if match is None else match.id
@@ -272,6 +272,8 @@ class RegistryService:
                 raise errors.not_permitted(
                     f"Subject '{subject}' is not in IMPORT mode; a schema id or version cannot be given"
                 )
+            if mode == "IMPORT" and request.requested_id is None:
+                raise errors.not_permitted(f"Subject '{subject}' is in IMPORT mode; a schema id must be given")
             existing = self._find(subject, request.parsed, deleted=False)
             if existing is not None and not importing:
                 return existing.id
@@ -294,7 +296,7 @@ class RegistryService:
             return schema_id
 
     def _allocate_id(self, request: SchemaRequest) -> int:
-        known = self.state.ids_by_canonical.get(request.parsed.canonical)
+        known = self.state.ids_by_identity.get(request.parsed.identity)
         if request.requested_id is None:
             return known if known is not None else self.state.max_id + 1
         holder = self.state.by_id.get(request.requested_id)
@@ -329,6 +331,11 @@ class RegistryService:
                     )
                 for value in everything:
                     await self.store.write(records.schema_key(subject, value.version), None)
+                # As in Confluent, a permanently deleted subject leaves no config or mode behind.
+                if self.state.compatibility(subject) is not None:
+                    await self.store.write(records.config_key(subject), None)
+                if self.state.mode(subject) is not None:
+                    await self.store.write(records.mode_key(subject), None)
                 log.info("event=subject_deleted subject=%s permanent=true versions=%d", subject, len(everything))
                 return [value.version for value in everything]
             if not live:
@@ -389,12 +396,16 @@ class RegistryService:
             raise errors.bad_request("the request body must be a JSON object with a 'compatibility' field")
         level = check_level(body.get("compatibility", body.get("compatibilityLevel")))
         async with self._writing():
+            if self.mode(subject) == "READONLY":
+                raise errors.not_permitted(f"Subject '{subject or '<global>'}' is in read-only mode")
             await self.store.write(records.config_key(subject), records.config_value(level))
         log.info("event=config_set subject=%s level=%s", subject or "<global>", level)
         return {"compatibility": level}
 
     async def delete_config(self, subject: str | None) -> dict[str, Any]:
         async with self._writing():
+            if subject is not None and self.state.compatibility(subject) is None:
+                raise errors.subject_not_found(subject)
             previous = self.config(subject, default_to_global=subject is None)
             await self.store.write(records.config_key(subject), None)
         return previous
@@ -416,6 +427,8 @@ class RegistryService:
 
     async def delete_mode(self, subject: str) -> dict[str, Any]:
         async with self._writing():
+            if self.state.mode(subject) is None:
+                raise errors.subject_not_found(subject)
             previous = self.mode_of(subject, default_to_global=False)
             await self.store.write(records.mode_key(subject), None)
         return previous

@@ -11,8 +11,8 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from schemas.registry import records
-from schemas.registry.parsing import Reference, canonical_text
+from schemas.registry import errors, records
+from schemas.registry.parsing import Reference, parse
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,8 @@ class RegistryState:
     def __init__(self) -> None:
         self.subjects: dict[str, dict[int, records.SchemaValue]] = {}
         self.by_id: dict[int, StoredSchema] = {}
-        self.ids_by_canonical: dict[str, int] = {}
+        # Every spelling of a schema maps to one id: the key is the parsed schema's canonical string and references.
+        self.ids_by_identity: dict[str, int] = {}
         self.configs: dict[str | None, str] = {}
         self.modes: dict[str | None, str] = {}
         self.max_id = 0
@@ -93,10 +94,13 @@ class RegistryState:
             stored = StoredSchema(value.id, value.schema, value.schema_type, value.references)
             stored.response = json.dumps(stored.body(), separators=(",", ":")).encode()
             self.by_id[value.id] = stored
+            # Records written before schemas were stored canonically are parsed too, so they keep their ids.
             try:
-                self.ids_by_canonical.setdefault(canonical_text(value.schema, value.references), value.id)
-            except ValueError:
+                identity = parse(value.schema, value.references, self.resolve_reference, validate_defaults=False)
+            except errors.RegistryError:
                 log.warning("event=schemas_record_unparsable id=%d", value.id)
+            else:
+                self.ids_by_identity.setdefault(identity.identity, value.id)
         stored.usages.add((value.subject, value.version))
 
     def _release(self, value: records.SchemaValue) -> None:
@@ -106,7 +110,7 @@ class RegistryState:
         stored.usages.discard((value.subject, value.version))
         if not stored.usages:
             del self.by_id[value.id]
-            self.ids_by_canonical = {key: id_ for key, id_ in self.ids_by_canonical.items() if id_ != value.id}
+            self.ids_by_identity = {key: id_ for key, id_ in self.ids_by_identity.items() if id_ != value.id}
 
     def _apply_setting(
         self, settings: dict[str | None, str], subject: Any, value: dict[str, Any] | None, name: str
@@ -137,6 +141,10 @@ class RegistryState:
                 names.append(subject)
         return sorted(names)
 
+    def resolve_reference(self, subject: str, version: int) -> tuple[str, tuple[Reference, ...]] | None:
+        value = self.subjects.get(subject, {}).get(version)
+        return None if value is None else (value.schema, value.references)
+
     def compatibility(self, subject: str | None) -> str | None:
         return self.configs.get(subject)
 
@@ -144,9 +152,12 @@ class RegistryState:
         return self.modes.get(subject)
 
     def referenced_by(self, subject: str, version: int) -> list[tuple[str, int]]:
+        """The live versions referencing `subject` `version`: soft-deleting a referrer releases its reference."""
         users = []
         for other, versions in self.subjects.items():
             for value in versions.values():
+                if value.deleted:
+                    continue
                 if any(ref.subject == subject and ref.version == version for ref in value.references):
                     users.append((other, value.version))
         return users

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from headwater.logs import configure_logging
-from streams.cli import broker, connect, enrich
+from streams.cli import auth, broker, connect, enrich
 from streams.cli import pipeline as pipeline_cli
 from streams.cli import registry as registry_cli
 from streams.cli import schemas as schemas_cli
@@ -21,6 +21,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+app.add_typer(auth.app, name="auth")
 app.add_typer(broker.app, name="broker")
 app.add_typer(connect.app, name="connect")
 app.add_typer(enrich.app, name="enrich")

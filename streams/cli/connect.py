@@ -19,6 +19,8 @@ from headwater.settings import read_settings_file
 from headwater.status import StatusPortBusy
 from streams.cli.options import (
     ConfigFile,
+    LogFormat,
+    LogFormatName,
     StartupTimeout,
     StatusHost,
     bootstrap_servers_option,
@@ -27,6 +29,7 @@ from streams.cli.options import (
     refuse_unusable_kafka,
     registry_url_option,
     status_port_option,
+    use_log_format,
 )
 
 app = typer.Typer(
@@ -34,6 +37,11 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
+# A ready config file per connector, in the repository's examples/connect/ (tests/test_examples.py keeps it true).
+EXAMPLES = {
+    "duckdb": "duckdb-sink.yaml", "hubspot": "hubspot.yaml", "postgres": "postgres-sink.yaml", "s3": "s3-sink.yaml",
+    "salesforce": "salesforce-to-kafka.yaml", "sql": "sql-erp.yaml", "webhook": "webhook.yaml",
+}
 ConfigFiles = typer.Argument(..., help="Config YAML files; every file is validated before any starts.")
 
 
@@ -44,12 +52,14 @@ def run(
     registry_url: str | None = registry_url_option(),
     config: Path | None = ConfigFile,
     startup_timeout: float = StartupTimeout,
+    log_format: LogFormatName = LogFormat,
     status_host: str = StatusHost,
     status_port: int = status_port_option(9465),
 ) -> None:
     """Run the connectors of CONFIG files until interrupted (SIGINT/SIGTERM stop them cleanly).
 
     Kafka and registry settings: flags > HEADWATER_* environment > a CONFIG file's own sections > --config file."""
+    use_log_format(log_format)
     overrides: dict[str, Any] = {}
     if bootstrap_servers:
         overrides["kafka"] = {"bootstrap.servers": bootstrap_servers}
@@ -87,7 +97,7 @@ def run(
 
 @app.command("list")
 def list_connectors() -> None:
-    """Show every connector and the fields of its config."""
+    """Show every connector, the fields of its config and its ready config file in the repository's examples/."""
     for name, cls in available().items():
         table = Table(
             title=f"{name} ({cls.kind}) — {(cls.__doc__ or '').strip().splitlines()[0]}", title_justify="left"
@@ -96,4 +106,6 @@ def list_connectors() -> None:
             table.add_column(column, overflow="fold")
         for field in describe(cls):
             table.add_row(field.name, field.type, "required" if field.required else field.default, field.description)
+        table.caption = f"ready config: examples/connect/{EXAMPLES[name]}" if name in EXAMPLES else None
+        table.caption_justify = "left"
         console.print(table)

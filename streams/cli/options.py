@@ -9,6 +9,7 @@ precedence: flag > environment `HEADWATER_<SECTION>__<KEY>` > `--config` file > 
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -16,6 +17,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from headwater import logs
 from headwater.kafka import clients
 from headwater.kafka.clients import KafkaConfigError
 from headwater.kafka.python_clients import UnsupportedProperty
@@ -52,6 +54,22 @@ StatusHost: Any = typer.Option(
     "127.0.0.1", "--status-host",
     help="Interface of the status page, /metrics, /healthz, /readyz (0.0.0.0: all, e.g. for container probes).",
 )
+
+
+
+class LogFormatName(StrEnum):
+    text = "text"
+    json = "json"
+
+
+LogFormat: Any = typer.Option(
+    LogFormatName.text, "--log-format", envvar="HEADWATER_LOG_FORMAT", case_sensitive=False,
+    help="Log lines as `key=value` text or one JSON object per line (for a log collector).",
+)
+
+
+def use_log_format(log_format: LogFormatName) -> None:
+    logs.use_log_format("json" if log_format is LogFormatName.json else "text")
 
 
 def status_port_option(default: int) -> Any:

@@ -16,6 +16,8 @@ from headwater.kafka.python_clients import UnsupportedProperty, faust_broker_opt
 from headwater.status import StatusPortBusy
 from streams.cli.options import (
     ConfigFile,
+    LogFormat,
+    LogFormatName,
     StartupTimeout,
     StatusHost,
     bootstrap_servers_option,
@@ -25,6 +27,7 @@ from streams.cli.options import (
     refuse_unusable_kafka,
     registry_url_option,
     status_port_option,
+    use_log_format,
 )
 from streams.enrich.base import ProviderStartError
 from streams.runtime.batches import WorkerOptions
@@ -32,6 +35,7 @@ from streams.runtime.config import PipelineConfig, PipelineConfigError, load_pip
 from streams.runtime.dry_run import DryDeadLetter, DryOutput, DryRunError, dry_run
 from streams.runtime.enrich_fields import EnrichFieldError
 from streams.runtime.failures import PipelineFailed
+from streams.runtime.processes import headwater_command, run_processes, worker_ports
 from streams.runtime.runner import RuntimeName, run_workers
 from streams.runtime.tail import render, tail
 
@@ -59,6 +63,7 @@ def run(
     registry_url: str | None = registry_url_option(),
     config: Path | None = ConfigFile,
     startup_timeout: float = StartupTimeout,
+    log_format: LogFormatName = LogFormat,
     status_host: str = StatusHost,
     status_port: int = status_port_option(9464),
     session_timeout_ms: int = typer.Option(10_000, "--session-timeout-ms", help="Consumer group session timeout."),
@@ -69,8 +74,14 @@ def run(
     dry_limit: int | None = typer.Option(None, "--limit", min=1, help="Dry run: at most this many records."),
     dry_schema: Path | None = DryInputSchema,
     strict: bool = typer.Option(False, "--strict", help="Dry run: exit 1 if any record is dead-lettered."),
+    workers: int = typer.Option(
+        1, "--workers", min=1,
+        help="Worker processes of these pipelines on this host (one per core uses the machine); they share the "
+             "input partitions as one consumer group. Worker i serves its status on --status-port + i.",
+    ),
 ) -> None:
     """Run pipelines against a cluster until SIGTERM/Ctrl-C. Start more with the same files to share partitions."""
+    use_log_format(log_format)
     try:
         configs = [load_pipeline(path) for path in pipelines]
     except PipelineConfigError as exc:
@@ -80,6 +91,18 @@ def run(
         return
     settings = connection_settings(config, bootstrap_servers, registry_url)
     refuse_unusable_kafka(settings.kafka, faust_broker_options if runtime == "faust" else None)
+    if workers > 1:
+        arguments = [str(path) for path in pipelines] + [
+            "--runtime", runtime, "--startup-timeout", str(startup_timeout),
+            "--session-timeout-ms", str(session_timeout_ms), "--status-host", status_host,
+        ]
+        arguments += ["--bootstrap-servers", bootstrap_servers] if bootstrap_servers else []
+        arguments += ["--registry-url", registry_url] if registry_url else []
+        arguments += ["--config", str(config)] if config else []
+        raise typer.Exit(run_processes([
+            headwater_command(["run", *arguments, "--status-port", str(port)])
+            for port in worker_ports(status_port, workers)
+        ]))
     options = WorkerOptions(session_timeout_ms=session_timeout_ms, startup_deadline_s=startup_timeout)
     try:
         stats = asyncio.run(run_workers(
@@ -174,6 +197,7 @@ def up_command(
     warehouse: bool = typer.Option(True, "--warehouse/--no-warehouse", help="Load the results into DuckDB."),
     runtime: RuntimeName = RuntimeOption,
     startup_timeout: float = StartupTimeout,
+    log_format: LogFormatName = LogFormat,
     llm: bool = typer.Option(True, "--llm/--no-llm", help="Add the LLM step (intent, urgency) to crm_contacts, "
                                                           "answered by a local OpenAI-compatible fake."),
     status_host: str = StatusHost,
@@ -184,6 +208,7 @@ def up_command(
     """Start broker and registry locally, run a messy sample through both pipelines, summarise, stop everything.
 
     It starts its own broker and registry on loopback, so it takes no connection options."""
+    use_log_format(log_format)
     from streams.up import UpOptions, up
 
     try:

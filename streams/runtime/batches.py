@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -43,6 +43,7 @@ class WorkerStats:
     latency_ms: LatencyHistogram = field(default_factory=LatencyHistogram)
     first_batch_at: float | None = None
     last_batch_at: float | None = None
+    stage_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     @property
     def dead_lettered(self) -> int:
@@ -285,6 +286,14 @@ def account(
         metrics.RECORDS.labels(name, dead.stage, "dead_letter").inc()
         metrics.DEAD_LETTERS.labels(name, dead.stage, dead.reason).inc()
     metrics.BATCH_SECONDS.labels(name).observe(time.monotonic() - started)
+    for stage, seconds in result.stage_seconds.items():
+        add_stage_time(stats, name, stage, seconds)
+
+
+def add_stage_time(stats: WorkerStats, pipeline: str, stage: str, seconds: float) -> None:
+    """Where a worker's time goes, per step of its micro-batches: in the stats and `/metrics`."""
+    stats.stage_seconds[stage] += seconds
+    metrics.STAGE_SECONDS.labels(pipeline, stage).inc(seconds)
 
 
 def log_stopped(config: PipelineConfig, stats: WorkerStats) -> None:

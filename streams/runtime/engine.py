@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +43,7 @@ _ERRORS = frozenset({envelope.ERROR_STAGE, envelope.ERROR_CLASS, envelope.ERROR_
 class BatchResult:
     outputs: list[OutMessage]
     dead_letters: list[OutMessage]
+    stage_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def messages(self) -> list[OutMessage]:
@@ -219,7 +221,10 @@ class PipelineEngine:
 
     async def process(self, batch: Sequence[InMessage]) -> BatchResult:
         loop = asyncio.get_running_loop()
+        seconds: dict[str, float] = {}
+        clock = time.perf_counter()
         items, dead = await loop.run_in_executor(self._cpu, self.decode_and_transform, batch)
+        clock = _lap(seconds, "decode", clock)
         if self.enrich.providers and items:
             failures, headers = await self.enrich.run([item.record for item in items])
             survivors: list[Item] = []
@@ -230,12 +235,15 @@ class PipelineEngine:
                 else:
                     dead.append(self.dead_letter(item.message, "enrich", failure.error_class, failure.message))
             items = survivors
+            clock = _lap(seconds, "enrich", clock)
         if self.quality is not None and items:
             items, failed = await loop.run_in_executor(self._cpu, self.judge, items)
             dead.extend(failed)
+            clock = _lap(seconds, "quality", clock)
         outputs, rejected = await loop.run_in_executor(self._cpu, self.encode, items)
         dead.extend(rejected)
-        return BatchResult(outputs, dead)
+        _lap(seconds, "encode", clock)
+        return BatchResult(outputs, dead, seconds)
 
     async def start(self) -> None:
         """Start the enrichment providers (their credentials, endpoints and models are checked here, before anything
@@ -248,3 +256,10 @@ class PipelineEngine:
 
     def close(self) -> None:
         self._cpu.shutdown(wait=False)
+
+
+def _lap(seconds: dict[str, float], stage: str, since: float) -> float:
+    """Add the time since `since` to `stage` (wall time: the stages wait on executors and model processes)."""
+    now = time.perf_counter()
+    seconds[stage] = seconds.get(stage, 0.0) + now - since
+    return now

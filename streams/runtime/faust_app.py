@@ -40,7 +40,7 @@ from headwater.kafka.errors import ProduceFailure
 from headwater.kafka.python_clients import faust_broker_options
 from headwater.settings import HeadwaterSettings
 from headwater.statuspage.page import STATUS_JSON, STATUS_PATHS, StatusPage
-from streams.runtime import batches, metrics
+from streams.runtime import batches, lag, metrics
 from streams.runtime.batches import WorkerOptions, WorkerStats
 from streams.runtime.config import PipelineConfig
 from streams.runtime.engine import PipelineEngine
@@ -86,6 +86,7 @@ class FaustPipeline:
         self.app: faust.App | None = None
         self._stop = asyncio.Event()
         self._label = config.label
+        self._lag = lag.LagGauge(self._label)
 
     @property
     def ready(self) -> bool:
@@ -130,6 +131,7 @@ class FaustPipeline:
         app.agent(topic, name=f"headwater.pipeline.{self.config.name}")(self._supervised)
         app.on_partitions_assigned.connect(self._on_assigned)
         app.on_partitions_revoked.connect(self._on_revoked)
+        app.timer(lag.REFRESH_S, name=f"headwater.lag.{self.config.name}")(self._report_lag)
         self.app = app
         return app
 
@@ -143,7 +145,12 @@ class FaustPipeline:
     def _on_revoked(self, sender: Any, /, *args: Any, **kwargs: Any) -> None:
         self.assigned = 0
         metrics.ASSIGNED_PARTITIONS.labels(self._label).set(0)
+        self._lag.forget((tp.topic, tp.partition) for tp in cast(set[TP], args[0]))
         log.info("event=partitions_revoked pipeline=%s count=%d runtime=faust", self._label, len(args[0]))
+
+    async def _report_lag(self) -> None:
+        assert self.app is not None
+        self._lag.set(await lag.of_faust_app(self.app, self.config.input.topics))
 
     async def _supervised(self, agent_stream: StreamT[bytes]) -> None:
         """The agent, stopping the runtime on a bug: Faust would restart a crashed agent into the same batch."""
@@ -166,17 +173,24 @@ class FaustPipeline:
         size, within = self.config.batch.size, self.config.batch.linger_ms / 1000
         stream = cast(Stream[bytes], agent_stream)
         # noack_take yields the buffered events themselves (its annotation says values).
+        waiting_since = time.monotonic()
         async for taken in stream.noack_take(size, within=within):
             events = cast(Sequence[EventT[bytes]], taken)
             batch = [in_message(event) for event in events]
             started = time.monotonic()
             result = await batches.process(engine, batch, stop, retry_max_s, self.health)
+            delivering = time.monotonic()
             if result is None or not await batches.deliver(result, engine, self._send, stop, retry_max_s):
                 log.info("event=batch_abandoned pipeline=%s records=%d reason=stopping", self._label, len(batch))
                 return
+            acking = time.monotonic()
             for event in events:
                 await stream.ack(event)
+            # "consume" is the wait for the batch: Faust's fetch and per-event dispatch; "commit" the acks.
+            result.stage_seconds.update(consume=started - waiting_since, deliver=acking - delivering,
+                                        commit=time.monotonic() - acking)
             batches.account(self.stats, engine, batch, result, started)
+            waiting_since = time.monotonic()
 
     async def _send(self, messages: list[OutMessage]) -> list[tuple[OutMessage, ProduceFailure]]:
         """Hand every message to Faust's producer, then wait for all the broker's acknowledgements; the messages

@@ -41,3 +41,14 @@ FAILURES = Counter(
     "headwater_pipeline_failures_total", "Unexpected exceptions (bugs) that stopped the pipeline.",
     ["pipeline", "error"],
 )
+CONSUMER_LAG = Gauge(
+    "headwater_pipeline_consumer_lag_records",
+    "Records of an assigned input partition not yet read by this worker: its high watermark minus the consumer's "
+    "position, refreshed about once a second.",
+    ["pipeline", "topic", "partition"],
+)
+STAGE_SECONDS = Counter(
+    "headwater_pipeline_stage_seconds_total",
+    "Wall time spent in each step of a micro-batch (consume, decode, enrich, quality, encode, deliver, commit).",
+    ["pipeline", "stage"],
+)

@@ -28,6 +28,7 @@ from streams.runtime.worker import PipelineWorker
 log = logging.getLogger(__name__)
 RuntimeName = Literal["faust", "direct"]
 RUNTIMES: tuple[RuntimeName, ...] = ("faust", "direct")
+DEFAULT_RUNTIME: RuntimeName = "faust"
 
 
 class Runtime(Protocol):
@@ -96,7 +97,7 @@ async def run_workers(
     options: WorkerOptions | None = None,
     status_port: int | None = None,
     stop: asyncio.Event | None = None,
-    runtime: RuntimeName = "faust",
+    runtime: RuntimeName = DEFAULT_RUNTIME,
     status_host: str = "127.0.0.1",
 ) -> list[WorkerStats]:
     """Run every pipeline until stopped (SIGTERM/SIGINT or `stop`); in-flight batches are drained and committed."""

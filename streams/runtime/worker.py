@@ -24,7 +24,7 @@ from headwater.dependencies import DependencyDown
 from headwater.kafka import clients
 from headwater.kafka.errors import ProduceFailure
 from headwater.settings import HeadwaterSettings
-from streams.runtime import batches, metrics
+from streams.runtime import batches, lag, metrics
 from streams.runtime.batches import WorkerOptions, WorkerStats
 from streams.runtime.config import PipelineConfig
 from streams.runtime.engine import PipelineEngine
@@ -52,6 +52,7 @@ class PipelineWorker:
         self._producer: Producer | None = None
         self._label = config.label
         self._halt = threading.Event()
+        self._lag = lag.LagGauge(self._label)
 
     @property
     def ready(self) -> bool:
@@ -86,6 +87,7 @@ class PipelineWorker:
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assigned = 0
         metrics.ASSIGNED_PARTITIONS.labels(self._label).set(0)
+        self._lag.forget((tp.topic, tp.partition) for tp in partitions)
         log.info("event=partitions_revoked pipeline=%s count=%d", self._label, len(partitions))
 
     def _consume(self) -> list[InMessage]:
@@ -122,17 +124,23 @@ class PipelineWorker:
         assert self._engine is not None
         engine, retry_max_s = self._engine, self.options.retry_max_s
         self.running = True
+        lag_reports = asyncio.create_task(self._report_lag(stop))
         try:
             while not stop.is_set():
+                consuming = time.monotonic()
                 batch = await self._on_thread(self._consumer_thread, self._consume)
                 if not batch:
                     continue
                 started = time.monotonic()
                 result = await batches.process(engine, batch, stop, retry_max_s, self.health)
+                delivering = time.monotonic()
                 if result is None or not await batches.deliver(result, engine, self._send, stop, retry_max_s):
                     log.info("event=batch_abandoned pipeline=%s records=%d reason=stopping", self._label, len(batch))
                     break
+                committing = time.monotonic()
                 await self._on_thread(self._consumer_thread, self._commit, batch)
+                result.stage_seconds.update(consume=started - consuming, deliver=committing - delivering,
+                                            commit=time.monotonic() - committing)
                 batches.account(self.stats, engine, batch, result, started)
         except PipelineFailed:
             raise
@@ -140,8 +148,15 @@ class PipelineWorker:
             raise bug(self._label, exc, self.health) from None
         finally:
             self.running = False
+            lag_reports.cancel()
             await self._close()
         return self.stats
+
+    async def _report_lag(self, stop: asyncio.Event) -> None:
+        """Every second, also while a batch waits for a dependency (consumer calls stay on the consumer thread)."""
+        while not stop.is_set():
+            self._lag.set(await self._on_thread(self._consumer_thread, lag.of_confluent_consumer, self._consumer))
+            await asyncio.sleep(lag.REFRESH_S)
 
     async def _halt_on(self, stop: asyncio.Event) -> None:
         await stop.wait()
