@@ -85,6 +85,13 @@ async def test_the_page_shows_the_run_and_its_figures_equal_the_metrics(
                 await page.wait_for_selector(
                     f'[data-pipeline="{name}"] [data-field="records_in"][data-value="{len(items)}"]', timeout=30_000
                 )
+                # consumer lag per input partition, once the worker has measured it
+                await page.wait_for_function(
+                    """([name]) => document.querySelectorAll(
+                        `[data-pipeline="${name}"] [data-table="lag"] tbody tr`).length === 2""",
+                    arg=[name], timeout=30_000)
+                lag_rows = await page.locator(f'[data-pipeline="{name}"] [data-table="lag"] tbody tr') \
+                    .all_inner_texts()
                 # Counters, histogram and dead letters of a batch are counted together, so once records in has
                 # reached the input's size the figures stand still and one scrape is the figures' moment.
                 async with httpx.AsyncClient(timeout=5) as client:
@@ -132,4 +139,8 @@ async def test_the_page_shows_the_run_and_its_figures_equal_the_metrics(
     assert calls > 0
     assert enrichment == [f"sentiment\t{calls:,}\t0\t{hits:,}\t0.0000\t"]
     assert f"{raw}-value\t1" in subjects
+    lag = "headwater_pipeline_consumer_lag_records"
+    assert [row.split("\t")[:2] for row in lag_rows] == [[raw, "0"], [raw, "1"]]
+    assert sorted((sample.labels["topic"], sample.labels["partition"]) for sample in scraped
+                  if sample.name == lag and of(sample.labels)) == [(raw, "0"), (raw, "1")]
     assert screenshot.stat().st_size > 10_000
