@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 	@$(BIN)/headwater broker install
+	@# the status page's browser test runs Debian's chromium (Playwright drives it; no `playwright install`)
+	@test -x /usr/bin/chromium || apt-get install -y chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -149,7 +149,10 @@ class Runner:
         return bool(threads) and not self.failures and all(thread.is_alive() for thread in threads)
 
     async def _serve_status(self, port: int) -> None:
-        server = StatusServer(self.ready, self.status_host, port)
+        registry_url = self.plans[0].settings.registry.url if self.plans else None
+        server = StatusServer(
+            self.ready, self.status_host, port, registry_url=registry_url, title="Headwater connectors"
+        )
         try:
             self.status_port = await server.start()
         except StatusPortBusy as exc:

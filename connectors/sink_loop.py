@@ -152,8 +152,9 @@ class SinkLoop:
         self._stop = stop
         self._subscribe()
         log.info("event=sink_started sink=%s topics=%s", self.sink.name, ",".join(self.topics))
-        while not stop.is_set():
-            self.step()
+        with metrics.running(self.sink.name):
+            while not stop.is_set():
+                self.step()
 
     def step(self) -> int:
         """One batch: returns how many messages it handled."""

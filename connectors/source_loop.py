@@ -135,14 +135,15 @@ class SourceLoop:
             self.offsets.load, self.source.name
         )
         log.info("event=source_started source=%s resumed=%s", self.source.name, cursor is not None)
-        while not stop.is_set():
-            batch = self._retrying(RetryableError)(self.source.fetch, cursor)
-            if stop.is_set():
-                return
-            self.deliver(batch)
-            cursor = batch.cursor
-            if not batch.more:
-                stop.wait(self.source.poll_interval)
+        with metrics.running(self.source.name):
+            while not stop.is_set():
+                batch = self._retrying(RetryableError)(self.source.fetch, cursor)
+                if stop.is_set():
+                    return
+                self.deliver(batch)
+                cursor = batch.cursor
+                if not batch.more:
+                    stop.wait(self.source.poll_interval)
 
     def deliver(self, batch: SourceBatch) -> None:
         """Send the batch, wait for every acknowledgement, then commit its cursor (all retried while Kafka is down)."""
@@ -158,6 +159,7 @@ class SourceLoop:
 
         self._retrying(ProduceError, RetryableError)(send)
         self._retrying(ProduceError)(self.offsets.commit, self.source.name, batch.cursor)
+        metrics.committed(self.source.name, batch.cursor)
         self.produced += len(batch.records)
         self.dead_lettered += len(batch.failures)
         metrics.RECORDS.labels(self.source.name, "produced").inc(len(batch.records))

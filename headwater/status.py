@@ -1,5 +1,5 @@
 """Per-process HTTP endpoints of every long-running Headwater process: `/metrics` (Prometheus), `/healthz` (alive),
-`/readyz` (connected and assigned).
+`/readyz` (connected and assigned), and the status page (`/`, `/status`, `/status.json`; headwater.statuspage).
 
 The answers are built here once; `StatusServer` serves them for the direct pipeline runtime and
 `headwater connect run`, Faust's web server (`app.page`) for the Faust runtime.
@@ -16,6 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from headwater.ports import free_port, port_bindable
+from headwater.statuspage.page import StatusPage
 
 log = logging.getLogger(__name__)
 HEALTHY: dict[str, Any] = {"status": "alive"}
@@ -65,7 +66,9 @@ def usable_port(host: str, port: int) -> int:
 
 
 class StatusServer:
-    """/metrics, /healthz, /readyz on `host:port` (port 0: any free one); a busy port raises StatusPortBusy."""
+    """/metrics, /healthz, /readyz and the status page on `host:port` (port 0: any free one); a busy port raises
+    StatusPortBusy. The page lists the registry's subjects when `registry_url` is given; `page` replaces the page of
+    this process (`headwater ui` serves one of a whole deployment)."""
 
     def __init__(
         self,
@@ -73,11 +76,15 @@ class StatusServer:
         host: str = "127.0.0.1",
         port: int = 0,
         reasons: Callable[[], Sequence[str]] = tuple,
+        registry_url: str | None = None,
+        title: str = "Headwater",
+        page: StatusPage | None = None,
     ) -> None:
         self.ready = ready
         self.reasons = reasons
         self.host = host
         self.port = port
+        self.page = page or StatusPage(title, registry_url=registry_url)
         self._runner: web.AppRunner | None = None
 
     async def _metrics(self, request: web.Request) -> web.Response:
@@ -96,6 +103,7 @@ class StatusServer:
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/readyz", self._readyz)
+        self.page.add_routes(app)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)

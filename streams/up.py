@@ -24,6 +24,9 @@ from rich.table import Table
 from headwater.kafka.cluster import ensure_topics, wait_for_broker
 from headwater.ports import free_port
 from headwater.settings import HeadwaterSettings, load_settings
+from headwater.status import StatusServer
+from headwater.status_thread import StatusThread
+from headwater.statuspage.targets import DEPLOYMENT_FILE, write_deployment
 from schemas.client import registry_client
 from schemas.publish import register_all
 from schemas.registry.process import RegistryProcess
@@ -54,6 +57,9 @@ class UpOptions:
     runtime: RuntimeName = "faust"
     startup_timeout: float = 300.0
     llm: bool = True
+    status_host: str = "127.0.0.1"
+    status_port: int = 9460
+    keep: bool = False
 
 
 def register_schemas(settings: HeadwaterSettings) -> int:
@@ -312,6 +318,18 @@ class OfflineLlm:
                 self.process.wait(10)
 
 
+def hold_until_interrupted() -> None:
+    """Block until Ctrl-C or SIGTERM: `--keep` leaves the page (and broker, registry) up after the summary."""
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        return
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def up(options: UpOptions, console: Console) -> Summary:
     """Start what is needed, run the sample through, summarise, and stop everything started here."""
     configs = [load_pipeline(path) for path in options.pipelines]
@@ -320,6 +338,7 @@ def up(options: UpOptions, console: Console) -> Summary:
     registry: RegistryProcess | None = None
     llm = OfflineLlm(data_dir / "offline-llm.log") if options.llm else None
     stop_loading = threading.Event()
+    page: StatusThread | None = None
     try:
         if llm is not None:
             with console.status("starting the offline LLM (an OpenAI-compatible fake)"):
@@ -340,6 +359,12 @@ def up(options: UpOptions, console: Console) -> Summary:
         admin = wait_for_broker(settings.kafka, options.startup_timeout)
         ensure_topics(admin, sorted({topic for config in configs for topic in config.input.topics}), RAW_PARTITIONS)
         console.print(f"registry on {registry.url}; registered {register_schemas(settings)} schemas")
+        page = StatusThread(StatusServer(lambda: True, options.status_host, options.status_port,
+                                         registry_url=registry.url, title="Headwater demo"))
+        address = page.start()
+        write_deployment(data_dir, [f"{address}metrics"], registry.url)
+        console.print(f"status page on {address} (live while `up` runs{'' if options.keep else '; --keep: after it'})",
+                      highlight=False)
         summary = asyncio.run(_run_pipelines(configs, settings, options, console))
         if options.warehouse:
             with console.status("loading the enriched topics into DuckDB"):
@@ -347,9 +372,16 @@ def up(options: UpOptions, console: Console) -> Summary:
                     data_dir / "warehouse.duckdb", [config.output.topic for config in configs], settings, stop_loading
                 )
         print_summary(console, summary)
+        if options.keep and page is not None:
+            console.print(f"status page stays on http://{page.server.host}:{page.server.port}/; Ctrl-C stops "
+                          "everything", highlight=False)
+            hold_until_interrupted()
         return summary
     finally:
         stop_loading.set()
+        if page is not None:
+            page.stop()
+            (data_dir / DEPLOYMENT_FILE).unlink(missing_ok=True)
         if registry is not None and registry.process is not None:
             registry.terminate()
         if llm is not None:

@@ -34,11 +34,11 @@ CONNECTION = {"--bootstrap-servers", "--registry-url", "--config"}
 # What each command talks to decides its options; a command added without a line here fails the walk below.
 CONNECTED = {"run", "tail", "connect run", "registry serve", "schemas register", "schemas check", "produce", "consume",
              "replay start", "replay diff", "replay promote", "dlq summary", "dlq show", "dlq replay",
-             "quality report", "quality resume", "lineage", "catalog"}
+             "quality report", "quality resume", "lineage", "catalog", "ui"}
 LOCAL_ONLY = {"up", "broker install", "broker start", "broker stop", "broker status", "connect list", "enrich list",
               "auth hash-key", "quality check"}
 LONG_RUNNING = {"run", "connect run", "registry serve", "up"}
-WITH_STATUS_ENDPOINTS = {"run", "connect run"}
+WITH_STATUS_ENDPOINTS = {"run", "connect run", "ui", "up"}
 RUNTIMES = ("faust", "direct")
 
 

@@ -3,13 +3,16 @@ pipeline, passes without the step (said in `hw-enrich`), or is dead-lettered wit
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from typing import Any
 
 import pytest
 
 from headwater.kafka.config import KafkaSettings
+from headwater.statuspage.samples import local_samples
 from streams.enrich import EnrichStage
 from streams.enrich.spending import BudgetPaused
 from tests.fixtures.kafka import KafkaService
@@ -28,6 +31,18 @@ async def test_a_spent_budget_set_to_pause_makes_the_batch_wait_without_calling(
     try:
         failures, _ = await stage.run(notes("a", "b", "c"))
         assert failures == [None] * 3
+        # the status page's "cost against budget": what the window spent (once the ledger read it back from the
+        # budget topic), beside its limit
+        def budget() -> dict[str, float]:
+            return {sample.name: sample.value for sample in local_samples()
+                    if sample.name.startswith("headwater_enrich_budget_")
+                    and sample.labels == {"pipeline": stage.pipeline, "step": "scripted", "window": "hour"}}
+
+        expected = {"headwater_enrich_budget_limit_usd": 20.0, "headwater_enrich_budget_spent_usd": 21.0}
+        deadline = time.monotonic() + 30
+        while budget() != expected:
+            assert time.monotonic() < deadline, budget()
+            await asyncio.sleep(0.05)
         with pytest.raises(BudgetPaused, match=r"its budget is spent \(\$20 per hour\) until \d{4}-\d\d-\d\d \d\d:00"):
             await stage.run(notes("d"))
         assert len(provider.calls) == 1

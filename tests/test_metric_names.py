@@ -14,10 +14,12 @@ import streams.runtime.metrics
 import streams.runtime.quality_reports
 
 PARTS = ("pipeline", "connector", "enrich", "quality")
-GAUGE_UNITS = ("records", "partitions")
+GAUGE_UNITS = ("records", "partitions", "usd")
 # Gauges that are 1 or 0 (a state, not a quantity), so they have no unit; their help says what 1 means.
-STATES = {"headwater_pipeline_waiting_for_dependency", "headwater_enrich_provider_down",
+STATES = {"headwater_pipeline_waiting_for_dependency", "headwater_enrich_provider_down", "headwater_connector_running",
           "headwater_quality_expectation_success"}
+# Info metrics carry a value that is text (a label of one series valued 1), shown on the status page.
+INFOS = {"headwater_connector_cursor"}
 MODULES = (streams.runtime.metrics, connectors.metrics, streams.enrich.metrics, streams.runtime.quality_reports)
 
 
@@ -40,6 +42,8 @@ def test_every_metric_follows_the_naming_convention() -> None:
             assert name.endswith("_total"), name
         elif kind == "histogram":
             assert name.endswith("_seconds"), name
+        elif kind == "info":
+            assert name in INFOS, name
         else:
             counted = name.endswith(tuple(f"_{unit}" for unit in GAUGE_UNITS))
             assert kind == "gauge" and (counted or name in STATES), name

@@ -60,7 +60,8 @@ def test_tail_prints_decoded_records_and_dead_letter_reasons(kafka: KafkaService
 
 def test_up_runs_the_demo_and_stops_everything(tmp_path: Path) -> None:
     data_dir = tmp_path / "hw"
-    result = headwater("up", "--records", "1500", "--data-dir", str(data_dir), limit_s=240)
+    result = headwater("up", "--records", "1500", "--data-dir", str(data_dir), "--status-port", "0",
+                       limit_s=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "records in 1,500 = out" in result.stdout and "(holds)" in result.stdout
     assert "Headwater pipelines (faust runtime)" in result.stdout
@@ -80,7 +81,8 @@ def test_up_with_a_sample_too_small_to_fill_every_table_still_summarises(tmp_pat
     # Ten events leave the ERP output empty (its few records are dead letters): the warehouse query of a table
     # that never got a row is skipped instead of failing the demo.
     data_dir = tmp_path / "hw"
-    result = headwater("up", "--records", "10", "--data-dir", str(data_dir), limit_s=240)
+    result = headwater("up", "--records", "10", "--data-dir", str(data_dir), "--status-port", "0",
+                       limit_s=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "records in 10 = out" in result.stdout and "(holds)" in result.stdout
     assert "erp.orders.enriched 0" in result.stdout

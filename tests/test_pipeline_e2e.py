@@ -81,13 +81,15 @@ async def test_mixed_input_ends_in_outputs_and_one_dead_letter_per_bad_record(
     runtime = build_runtime(runtime_name, [config], settings, WorkerOptions(session_timeout_ms=6000), port)
     pipeline: RunningPipeline = runtime.pipelines[0]
 
-    async def status() -> tuple[int, int, str]:
+    async def status() -> tuple[int, int, str, dict[str, Any], str]:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
             return ((await http.get("/healthz")).status_code, (await http.get("/readyz")).status_code,
-                    (await http.get("/metrics")).text)
+                    (await http.get("/metrics")).text, (await http.get("/status.json")).json(),
+                    (await http.get("/")).text + (await http.get("/status")).text)
 
-    healthz, readyz, metrics = await run_until(runtime, lambda: pipeline.stats.records_in >= total,
-                                               while_running=status)
+    healthz, readyz, metrics, page, html = await run_until(
+        runtime, lambda: pipeline.stats.records_in >= total, while_running=status
+    )
 
     outputs = read_topic(kafka.bootstrap, enriched, total - len(bad))
     dead = read_topic(kafka.bootstrap, dlq, len(bad))
@@ -142,6 +144,9 @@ async def test_mixed_input_ends_in_outputs_and_one_dead_letter_per_bad_record(
     assert f'headwater_pipeline_records_total{{outcome="dead_letter",{label},stage="quality"}} 1.0' in metrics
     assert 'headwater_enrich_cost_usd_total{model="flaky-1",pipeline="' in metrics
     assert f'headwater_pipeline_assigned_partitions{{{label}}} 1.0' in metrics
+    # the status page is served beside them, on either runtime
+    [shown] = [row for row in page["pipelines"] if row["name"] == config.label]
+    assert (shown["records_in"], shown["state"]) == (total, "running") and html.count("status.json") == 2
 
 
 async def test_status_server_answers_and_a_second_one_on_its_port_is_refused_naming_it() -> None:

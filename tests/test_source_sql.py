@@ -11,6 +11,8 @@ import psycopg
 
 from connectors.sources.sql import SqlConfig, SqlSource
 from headwater.envelope import SOURCE, TRACE_ID
+from headwater.statuspage.samples import local_samples
+from headwater.statuspage.snapshot import build_snapshot
 from tests.connect_support import (
     decode_all,
     end_offset,
@@ -71,6 +73,13 @@ def test_reads_incrementally_with_ties_and_lineage(kafka: Any, registry: Any, po
                 "UPDATE orders SET note = 'changed', updated_at = '2024-02-01Z' WHERE order_number = 'SO-000003'"
             )
         wait_for(lambda: end_offset(kafka.bootstrap, topic) >= 26, what="the updated row")
+        # the status page shows the source running with the cursor it committed last
+        shown = wait_for(lambda: next((row for row in build_snapshot(local_samples())["connectors"]
+                                       if row["name"] == "erp-orders" and "2024-02-01" in (row["cursor"] or "")), None),
+                         what="the committed cursor on the status page")
+        assert shown["state"] == "running" and shown["produced"] >= 26
+    [stopped] = [row for row in build_snapshot(local_samples())["connectors"] if row["name"] == "erp-orders"]
+    assert stopped["state"] == "stopped"
     messages = read_topic(kafka.bootstrap, topic, 26)
     records = decode_all(registry, messages)
     assert sorted(key for key, _ in records[:25]) == [f"SO-{i:06d}" for i in range(25)]

@@ -16,6 +16,7 @@ from streams.cli.dlq import app as dlq_app
 from streams.cli.lineage import lineage_command
 from streams.cli.produce import produce
 from streams.cli.replay import app as replay_app
+from streams.cli.ui import ui
 
 app = typer.Typer(
     name="headwater",
@@ -37,6 +38,7 @@ app.command("produce")(produce)
 app.command("consume")(consume_command)
 app.command("lineage")(lineage_command)
 app.command("catalog")(catalog_command)
+app.command("ui")(ui)
 
 
 @app.callback()

@@ -52,7 +52,7 @@ StartupTimeout: Any = typer.Option(
 )
 StatusHost: Any = typer.Option(
     "127.0.0.1", "--status-host",
-    help="Interface of /metrics, /healthz, /readyz (0.0.0.0: all, e.g. for container probes).",
+    help="Interface of the status page, /metrics, /healthz, /readyz (0.0.0.0: all, e.g. for container probes).",
 )
 
 
@@ -75,8 +75,8 @@ def use_log_format(log_format: LogFormatName) -> None:
 def status_port_option(default: int) -> Any:
     return typer.Option(
         default, "--status-port", min=0, max=65535,
-        help="Port of /metrics, /healthz, /readyz; 0: any free port. A busy port is an error: several workers "
-             "on one host each need their own port (or 0).",
+        help="Port of the status page, /metrics, /healthz, /readyz; 0: any free port. A busy port is an error: "
+             "several workers on one host each need their own port (or 0).",
     )
 
 

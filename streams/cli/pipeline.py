@@ -200,6 +200,10 @@ def up_command(
     log_format: LogFormatName = LogFormat,
     llm: bool = typer.Option(True, "--llm/--no-llm", help="Add the LLM step (intent, urgency) to crm_contacts, "
                                                           "answered by a local OpenAI-compatible fake."),
+    status_host: str = StatusHost,
+    status_port: int = status_port_option(9460),
+    keep: bool = typer.Option(False, "--keep", help="Keep the status page, broker and registry up after the "
+                                                    "summary, until Ctrl-C."),
 ) -> None:
     """Start broker and registry locally, run a messy sample through both pipelines, summarise, stop everything.
 
@@ -209,14 +213,16 @@ def up_command(
 
     try:
         up(UpOptions(data_dir=data_dir, records=records, seed=seed, rate=rate, warehouse=warehouse, runtime=runtime,
-                     startup_timeout=startup_timeout, llm=llm), console)
+                     startup_timeout=startup_timeout, llm=llm, status_host=status_host, status_port=status_port,
+                     keep=keep), console)
     except KeyboardInterrupt:
         err.print("interrupted; stopped everything `up` started")
         raise typer.Exit(130) from None
     except PipelineConfigError as exc:
         fail(str(exc), 2)
     except (RuntimeError, TimeoutError) as exc:
-        # The broker, registry or a pipeline could not start (BrokerError and DependencyDown are RuntimeErrors).
+        # The broker, registry, a pipeline or the status page could not start (BrokerError, DependencyDown and
+        # StatusPortBusy are RuntimeErrors).
         fail(str(exc))
 
 

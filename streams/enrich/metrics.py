@@ -27,3 +27,11 @@ PROVIDER_DOWN = Gauge(
     "1 while a provider fails every call and the pipeline waits for it.",
     ["pipeline", "provider"],
 )
+BUDGET_LIMIT = Gauge(
+    "headwater_enrich_budget_limit_usd", "A step's budget per window (hour, day).", ["pipeline", "step", "window"]
+)
+BUDGET_SPENT = Gauge(
+    "headwater_enrich_budget_spent_usd",
+    "What every worker of the pipeline spent on the step in the current window, as this worker's ledger knows it.",
+    ["pipeline", "step", "window"],
+)

@@ -8,6 +8,7 @@ batch together (the ledger orders every worker's reservations on one Kafka parti
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 
 from headwater.kafka.config import KafkaSettings
+from streams.enrich import metrics
 from streams.enrich.base import ProviderUnavailable
 from streams.enrich.budget import BudgetLedger
 from streams.enrich.budget_book import Refused
@@ -44,6 +46,12 @@ class StepBudget:
         self.config = config
         self.ledger = BudgetLedger(kafka, pipeline, step, config, WORKER_ID)
         self.per_record_usd = 0.0
+        for window, limit in config.limits().items():
+            metrics.BUDGET_LIMIT.labels(pipeline, step, window).set(limit)
+            # read at scrape time: the ledger learns what other workers spent while it follows the budget topic
+            metrics.BUDGET_SPENT.labels(pipeline, step, window).set_function(
+                functools.partial(self.ledger.spent, window)
+            )
 
     async def start(self) -> None:
         await self.ledger.start()

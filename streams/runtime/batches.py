@@ -286,6 +286,7 @@ def account(
     for dead in result.dead_letters:
         stats.dead_letters[(dead.stage, dead.reason)] += 1
         metrics.RECORDS.labels(name, dead.stage, "dead_letter").inc()
+        metrics.DEAD_LETTERS.labels(name, dead.stage, dead.reason).inc()
     metrics.BATCH_SECONDS.labels(name).observe(time.monotonic() - started)
     for stage, seconds in result.stage_seconds.items():
         add_stage_time(stats, name, stage, seconds)

@@ -39,6 +39,7 @@ from headwater.kafka import errors
 from headwater.kafka.errors import ProduceFailure
 from headwater.kafka.python_clients import faust_broker_options
 from headwater.settings import HeadwaterSettings
+from headwater.statuspage.page import STATUS_JSON, STATUS_PATHS, StatusPage
 from streams.runtime import batches, lag, metrics
 from streams.runtime.batches import WorkerOptions, WorkerStats
 from streams.runtime.config import PipelineConfig
@@ -225,7 +226,18 @@ class _EmbeddedWorker(faust.Worker):
         log.debug("event=faust_signals_left_to_runner")
 
 
-def _status_pages(app: faust.App, ready: Callable[[], bool], reasons: Callable[[], list[str]]) -> None:
+def _status_pages(
+    app: faust.App, ready: Callable[[], bool], reasons: Callable[[], list[str]], page: StatusPage,
+) -> None:
+    for path in STATUS_PATHS:
+        @app.page(path, name=f"status_page{path}")
+        async def status_page(view: View, request: Request) -> Response:
+            return view.html(page.html)
+
+    @app.page(STATUS_JSON)
+    async def status_json(view: View, request: Request) -> Response:
+        return view.json(await page.answer(), headers={"Cache-Control": "no-store"})
+
     @app.page("/metrics")
     async def metrics_page(view: View, request: Request) -> Response:
         body, content_type = endpoints.metrics_body()
@@ -314,7 +326,8 @@ class FaustRuntime:
             for index, (pipeline, ready) in enumerate(zip(self.pipelines, prepared, strict=True))
         ]
         if web_port is not None:
-            _status_pages(apps[0], self.ready, self.reasons)
+            _status_pages(apps[0], self.ready, self.reasons,
+                          StatusPage("Headwater pipelines", registry_url=self.settings.registry.url))
             log.info("event=status_server_started url=http://%s:%d runtime=faust", host, web_port)
         worker = _EmbeddedWorker(
             apps[0], *apps[1:], loop=asyncio.get_running_loop(), quiet=True, override_logging=False,

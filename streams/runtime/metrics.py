@@ -9,6 +9,11 @@ RECORDS = Counter(
     "Records by pipeline, stage reached and outcome (in, out, dead_letter).",
     ["pipeline", "stage", "outcome"],
 )
+DEAD_LETTERS = Counter(
+    "headwater_pipeline_dead_letters_total",
+    "Dead letters by pipeline, stage and reason (the error class of the dead-letter envelope).",
+    ["pipeline", "stage", "reason"],
+)
 BATCH_SECONDS = Histogram(
     "headwater_pipeline_batch_duration_seconds",
     "Time from a micro-batch read to its offsets committed.",

@@ -52,6 +52,7 @@ class DirectRuntime:
         status_host: str = "127.0.0.1",
     ) -> None:
         self.pipelines = [PipelineWorker(config, settings, options) for config in configs]
+        self.settings = settings
         self.status_port = status_port
         self.status_host = status_host
 
@@ -60,6 +61,7 @@ class DirectRuntime:
         server = StatusServer(
             lambda: all(worker.ready for worker in workers), self.status_host, self.status_port,
             reasons=lambda: not_ready_reasons((worker.config.label, worker.health) for worker in workers),
+            registry_url=self.settings.registry.url, title="Headwater pipelines",
         ) if self.status_port is not None else None
         if server is not None:
             await server.start()
