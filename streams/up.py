@@ -34,7 +34,7 @@ from streams.broker import EmbeddedBroker
 from streams.enrich import metrics as enrich_metrics
 from streams.runtime.batches import WorkerOptions, WorkerStats
 from streams.runtime.config import EnrichStep, PipelineConfig, load_pipeline
-from streams.runtime.runner import RuntimeName, build_runtime
+from streams.runtime.runner import DEFAULT_RUNTIME, RuntimeName, build_runtime
 from streams.sample import generate
 from streams.sample_loader import produce_sample
 
@@ -54,7 +54,7 @@ class UpOptions:
     pipelines: list[Path] = field(default_factory=lambda: list(DEFAULT_PIPELINES))
     warehouse: bool = True
     timeout: float = 600.0
-    runtime: RuntimeName = "faust"
+    runtime: RuntimeName = DEFAULT_RUNTIME
     startup_timeout: float = 300.0
     llm: bool = True
     status_host: str = "127.0.0.1"
@@ -75,7 +75,7 @@ class Summary:
     stats: dict[str, WorkerStats]
     produced: Counter[str]
     seconds: float
-    runtime: str = "faust"
+    runtime: str = DEFAULT_RUNTIME
     warehouse: dict[str, int] = field(default_factory=dict)
     queries: list[tuple[str, list[str], list[tuple[object, ...]]]] = field(default_factory=list)
     enrichment: list[EnrichmentUse] = field(default_factory=list)

@@ -36,19 +36,19 @@ from streams.runtime.dry_run import DryDeadLetter, DryOutput, DryRunError, dry_r
 from streams.runtime.enrich_fields import EnrichFieldError
 from streams.runtime.failures import PipelineFailed
 from streams.runtime.processes import headwater_command, run_processes, worker_ports
-from streams.runtime.runner import RuntimeName, run_workers
+from streams.runtime.runner import DEFAULT_RUNTIME, RuntimeName, run_workers
 from streams.runtime.tail import render, tail
 
 console = Console()
 
 Pipelines = typer.Argument(..., help="Pipeline YAML files; one worker per pipeline in this process.")
 RuntimeOption = typer.Option(
-    "faust", "--runtime",
-    help="faust (default): each pipeline is a faust-streaming app whose agent takes micro-batches. "
-         "direct: a plain confluent-kafka consume loop per pipeline, the higher-throughput runtime, because it "
-         "skips Faust's per-event consumer path (measured on 2 cores: Faust's batched consume alone reaches "
-         "~7,000-9,000 records/s, a confluent-kafka consumer ~300,000; full pipeline ~1.9x faster direct; see "
-         "bench/faust_take.py and bench/pipeline.py). Same stages, delivery and headers on both.",
+    DEFAULT_RUNTIME, "--runtime",
+    help="direct (default): a confluent-kafka consume loop per pipeline taking micro-batches. faust: each pipeline "
+         "is a faust-streaming app whose agent takes micro-batches. direct is the default because it is faster: "
+         "Faust's consumer awaits one callback per message before a batch forms (measured on 2 cores by "
+         "bench/pipeline.py: Faust at 0.33x direct without enrichment and quality, 0.78x with them; see README "
+         "Performance). Same stages, delivery and headers on both.",
 )
 DryInput = typer.Option(None, "--input", help="Dry run: JSON Lines records of the pipeline's input topic.")
 DryInputSchema = typer.Option(

@@ -1,6 +1,6 @@
-"""The Faust runtime, the default of `headwater run` and `headwater up`: every pipeline is a faust-streaming app
-whose agent takes micro-batches of events, runs them through the engine, produces through Faust's producer and
-only then acks the input events.
+"""The Faust runtime (`headwater run --runtime faust`; `direct` is the default, being faster): every pipeline is a
+faust-streaming app whose agent takes micro-batches of events, runs them through the engine, produces through
+Faust's producer and only then acks the input events.
 
 - One `faust.App` per pipeline: a Faust app is one consumer group, and each pipeline has its own group.
 - At-least-once: an event is acked (so Faust's consumer may commit its offset) only after every output and dead
