@@ -2,7 +2,8 @@
 Faust runtime's agents use) against a raw confluent-kafka consumer, same broker, same 1 KB records. Faust still
 awaits one callback per message before the batch forms, which is why `headwater run --runtime direct` exists.
 
-Usage: python bench/faust_take.py [--records 100000]
+Usage: python bench/faust_take.py [--records 100000] [--smoke] [--bootstrap-servers B]
+  --smoke  2,000 records: checks the benchmark runs (tests/test_bench_faust_take.py)
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
@@ -55,38 +59,51 @@ def faust_rate(bootstrap: str, topic: str, count: int, send: bool, datadir: Path
     return rate
 
 
+@contextmanager
+def broker_at(bootstrap_servers: str | None, folder: Path) -> Iterator[str]:
+    """The broker given on the command line, or an embedded one in `folder`, stopped on the way out."""
+    if bootstrap_servers:
+        yield bootstrap_servers
+        return
+    broker = EmbeddedBroker(folder / "broker", port=free_port())
+    bootstrap = broker.start().bootstrap
+    assert bootstrap is not None
+    try:
+        yield bootstrap
+    finally:
+        broker.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, default=100_000)
+    parser.add_argument("--smoke", action="store_true", help="2,000 records: checks the benchmark runs")
+    parser.add_argument("--bootstrap-servers", help="an existing broker instead of an embedded one")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="hw-faust-") as tmp:
-        broker = EmbeddedBroker(Path(tmp) / "broker", port=free_port())
-        try:
-            bootstrap = broker.start().bootstrap
-            assert bootstrap is not None
-            topic = "bench.faust.raw"
-            admin = AdminClient({"bootstrap.servers": bootstrap})
-            for name in (topic, f"{topic}.out"):
-                admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])[name].result(30)
-            producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "batch.size": 1_000_000,
-                                 "queue.buffering.max.messages": 1_000_000})
-            payload = os.urandom(512).hex().encode()
-            for index in range(args.records):
-                while True:
-                    try:
-                        producer.produce(topic, payload, str(index).encode())
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
-            producer.flush(60)
-            raw = consume_rate(bootstrap, topic, args.records)
-            take = faust_rate(bootstrap, topic, args.records, False, Path(tmp) / "faust1")
-            relay = faust_rate(bootstrap, topic, args.records, True, Path(tmp) / "faust2")
-            print(f"confluent-kafka consume:               {raw:,.0f} records/s")
-            print(f"faust noack_take + ack (consume only): {take:,.0f} records/s ({take / raw:.3f} of raw)")
-            print(f"faust noack_take + send + ack:         {relay:,.0f} records/s ({relay / raw:.3f} of raw)")
-        finally:
-            broker.stop()
+    records = 2_000 if args.smoke else args.records
+    with tempfile.TemporaryDirectory(prefix="hw-faust-") as tmp, \
+            broker_at(args.bootstrap_servers, Path(tmp)) as bootstrap:
+        topic = f"bench.faust{uuid.uuid4().hex[:6]}.raw"
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        for name in (topic, f"{topic}.out"):
+            admin.create_topics([NewTopic(name, num_partitions=2, replication_factor=1)])[name].result(30)
+        producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 10, "batch.size": 1_000_000,
+                             "queue.buffering.max.messages": 1_000_000})
+        payload = os.urandom(512).hex().encode()
+        for index in range(records):
+            while True:
+                try:
+                    producer.produce(topic, payload, str(index).encode())
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.flush(60)
+        raw = consume_rate(bootstrap, topic, records)
+        take = faust_rate(bootstrap, topic, records, False, Path(tmp) / "faust1")
+        relay = faust_rate(bootstrap, topic, records, True, Path(tmp) / "faust2")
+        print(f"confluent-kafka consume:               {raw:,.0f} records/s")
+        print(f"faust noack_take + ack (consume only): {take:,.0f} records/s ({take / raw:.3f} of raw)")
+        print(f"faust noack_take + send + ack:         {relay:,.0f} records/s ({relay / raw:.3f} of raw)")
 
 
 if __name__ == "__main__":
