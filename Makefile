@@ -9,7 +9,9 @@ STAMP := $(VENV)/.installed
 setup: $(STAMP)
 	@$(BIN)/headwater broker install
 	@# the status page's browser test runs Debian's chromium (Playwright drives it; no `playwright install`)
-	@test -x /usr/bin/chromium || apt-get install -y chromium
+	@# a fresh machine may have no package lists yet: update them once when the first install finds nothing
+	@test -x /usr/bin/chromium || DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium \
+		|| (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
