@@ -4,37 +4,27 @@ registry, and prints rates, ratios, the per-step profile and the targets line (t
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests.bench_support import run_smoke
 from tests.fixtures.kafka import KafkaService
 from tests.fixtures.registry import RegistryService
-
-BENCH = Path(__file__).parent.parent / "bench"
 
 
 @pytest.mark.timeout(900)
 def test_pipeline_benchmark_smoke_prints_every_scenario_and_the_profile(
     kafka: KafkaService, registry: RegistryService
 ) -> None:
-    result = subprocess.run(
-        [sys.executable, str(BENCH / "pipeline.py"), "--smoke", "--bootstrap-servers", kafka.bootstrap,
-         "--registry-url", registry.url],
-        capture_output=True, text=True, timeout=900, check=False,
-        env={**os.environ, "PYTHONPATH": str(BENCH.parent)},
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    rates = dict(re.findall(r"([a-z+'1]+)=([\d,]+)", result.stdout.split("records/s: ", 1)[1].splitlines()[0]))
-    assert set(rates) == {"a", "b", "b1", "b+cache", "f", "d", "e", "c", "c'"}, result.stdout
+    stdout = run_smoke("pipeline.py", "--bootstrap-servers", kafka.bootstrap, "--registry-url", registry.url,
+                       timeout_s=900)
+    rates = dict(re.findall(r"([a-z+'1]+)=([\d,]+)", stdout.split("records/s: ", 1)[1].splitlines()[0]))
+    assert set(rates) == {"a", "b", "b1", "b+cache", "f", "d", "e", "c", "c'"}, stdout
     assert all(int(rate.replace(",", "")) > 0 for rate in rates.values()), rates
     profile = re.search(r"\(b\) consume=[\d,]+ decode=[\d,]+ enrich=[\d,]+ quality=[\d,]+ encode=[\d,]+ "
-                        r"deliver=[\d,]+ commit=[\d,]+", result.stdout)
-    assert profile is not None, result.stdout
+                        r"deliver=[\d,]+ commit=[\d,]+", stdout)
+    assert profile is not None, stdout
     assert re.search(r"\(b\) end-to-end latency at [\d,]+ records/s over [\d,]+ outputs: p50=\d+ ms p99=\d+ ms",
-                     result.stdout), result.stdout
-    assert "targets: b >= 10,000/s" in result.stdout
+                     stdout), stdout
+    assert "targets: b >= 10,000/s" in stdout
