@@ -64,7 +64,7 @@ def test_up_runs_the_demo_and_stops_everything(tmp_path: Path) -> None:
                        limit_s=240)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "records in 1,500 = out" in result.stdout and "(holds)" in result.stdout
-    assert "Headwater pipelines (faust runtime)" in result.stdout
+    assert "Headwater pipelines (direct runtime)" in result.stdout
     assert "amount_not_negative" in result.stdout and "WireFormatError" in result.stdout
     assert "Contacts by country (DuckDB)" in result.stdout and "warehouse rows: crm.contacts.enriched" in result.stdout
     # the LLM step ran against the offline fake: calls made, repeated notes answered from the cache, cost counted
