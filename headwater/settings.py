@@ -20,7 +20,7 @@ from headwater.kafka.config import KafkaSettings, librdkafka_name
 
 __all__ = [
     "HeadwaterSettings", "KafkaSettings", "RegistrySettings", "SettingsError", "field_path", "first_error", "layered",
-    "load_settings", "read_settings_file", "settings_from_data",
+    "load_settings", "read_settings_file", "read_yaml_sections", "settings_from_data",
 ]
 
 
@@ -167,14 +167,20 @@ def first_error(exc: ValidationError, prefix: str = "") -> str:
 
 def read_settings_file(yaml_file: Path) -> dict[str, Any]:
     """The sections of a settings YAML file, not yet validated; SettingsError when it is missing or not a mapping."""
-    if not yaml_file.is_file():
-        raise SettingsError(f"{yaml_file}: settings file does not exist")
+    return read_yaml_sections(yaml_file, "settings", "kafka and registry")
+
+
+def read_yaml_sections(path: Path, kind: str, sections: str) -> dict[str, Any]:
+    """A YAML file of configuration sections, not yet validated; SettingsError naming the file when it is missing,
+    not YAML or not a mapping (`kind` and `sections` word the errors: `auth`, `auth and tls`)."""
+    if not path.is_file():
+        raise SettingsError(f"{path}: {kind} file does not exist")
     try:
-        data = yaml.safe_load(yaml_file.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
-        raise SettingsError(f"{yaml_file}: not valid YAML: {' '.join(str(exc).split())}") from None
+        raise SettingsError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(data, dict):
-        raise SettingsError(f"{yaml_file}: expected a mapping with kafka and registry sections")
+        raise SettingsError(f"{path}: expected a mapping with {sections} sections")
     return data
 
 

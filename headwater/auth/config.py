@@ -9,11 +9,10 @@ import ssl
 from pathlib import Path
 from typing import Self
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from headwater.auth.api_keys import parse_stored
-from headwater.settings import SettingsError, first_error
+from headwater.settings import SettingsError, first_error, read_yaml_sections
 
 
 class ApiKeyEntry(BaseModel):
@@ -120,12 +119,7 @@ class ServerSecurity(BaseModel):
 
 def load_server_security(path: Path) -> ServerSecurity:
     """A server's `auth`/`tls` sections from a YAML file; SettingsError naming the file and the first bad field."""
-    if not path.is_file():
-        raise SettingsError(f"{path}: auth file does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise SettingsError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    data = read_yaml_sections(path, "auth", "auth and tls")
     try:
         return ServerSecurity.model_validate(data)
     except ValidationError as exc:
