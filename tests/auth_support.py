@@ -3,7 +3,6 @@ minted with PyJWT; and helpers that build hashed API keys, trustme certificates 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 import time
@@ -22,11 +21,8 @@ from jwt.algorithms import ECAlgorithm
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from connectors.source_loop import AsyncEmitter
-from connectors.sources.webhook import WebhookConfig, WebhookSource
 from headwater.auth.api_keys import hash_key
-from headwater.ports import free_port
-from headwater.settings import KafkaSettings, RegistrySettings
+from tests.webhook_support import serving
 
 AUDIENCE = "headwater-ingest"
 
@@ -118,31 +114,8 @@ async def ingest(
     bootstrap: str, registry_url: str, tls: Certificates | None = None, **config: Any
 ) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
     """The webhook source on a free port producing to the real broker; yields a session and its base URL."""
-    port = free_port()
     if tls is not None:
         config["tls"] = {"certificate": str(tls.certificate), "key": str(tls.key)}
-    source = WebhookSource(f"auth-{uuid.uuid4().hex[:8]}", WebhookConfig.model_validate({"port": port, **config}))
-    registry = RegistrySettings.model_validate({"url": registry_url})
-    kafka = KafkaSettings.model_validate({"bootstrap.servers": bootstrap})
-    emitter = AsyncEmitter(source.name, kafka=kafka, registry=registry, ack_timeout_ms=10_000)
-    stop = asyncio.Event()
-    server = asyncio.create_task(source.serve(emitter.emit, stop, registry))
-    base = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
-    connector = aiohttp.TCPConnector(ssl=tls.client_context() if tls else True)
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30), connector=connector) as session:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    async with session.get(f"{base}/healthz") as answer:
-                        if answer.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    if time.monotonic() > deadline or server.done():
-                        raise
-                await asyncio.sleep(0.05)
-            yield session, base
-    finally:
-        stop.set()
-        await server
-        await asyncio.to_thread(emitter.close)
+    client_tls = tls.client_context() if tls else None
+    async with serving(bootstrap, registry_url, client_tls=client_tls, **config) as (session, base, _name):
+        yield session, base

@@ -8,9 +8,7 @@ import asyncio
 import json
 import signal
 import time
-import uuid
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -18,49 +16,15 @@ import aiohttp
 from confluent_kafka.schema_registry import Schema
 
 from connectors.connector_index import lookup
-from connectors.source_loop import AsyncEmitter
-from connectors.sources.webhook import WebhookConfig, WebhookSource, hubspot_signature
+from connectors.sources.webhook import WebhookSource, hubspot_signature
 from headwater.envelope import ERROR_CLASS, ERROR_STAGE, SOURCE, TRACE_ID
 from headwater.ports import free_port
-from headwater.settings import KafkaSettings, RegistrySettings
 from schemas.serde import split_header
 from tests.connect_support import decode_all, end_offset, header, read_topic, start_connect, write_config
+from tests.webhook_support import serving
 
 SECRET = "hubspot-app-client-secret-value"
 ORG = "00D000000000001EAA"
-
-
-@asynccontextmanager
-async def serving(
-    bootstrap: str, registry_url: str, ack_timeout_ms: int = 10_000, **config: Any
-) -> AsyncIterator[tuple[aiohttp.ClientSession, str, str]]:
-    """A webhook source on a free port with its emitter; yields a client session, the base URL and the name."""
-    name = f"wh-{uuid.uuid4().hex[:8]}"
-    port = free_port()
-    source = WebhookSource(name, WebhookConfig.model_validate({"port": port, **config}))
-    registry = RegistrySettings.model_validate({"url": registry_url})
-    kafka = KafkaSettings.model_validate({"bootstrap.servers": bootstrap})
-    emitter = AsyncEmitter(name, kafka=kafka, registry=registry, ack_timeout_ms=ack_timeout_ms)
-    stop = asyncio.Event()
-    server = asyncio.create_task(source.serve(emitter.emit, stop, registry))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    async with session.get(f"{base}/healthz") as answer:
-                        if answer.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    if time.monotonic() > deadline or server.done():
-                        raise
-                await asyncio.sleep(0.05)
-            yield session, base, name
-    finally:
-        stop.set()
-        await server
-        await asyncio.to_thread(emitter.close)
 
 
 def outbound_message(*notifications: tuple[str, str, Mapping[str, str | None]], org: str = ORG) -> bytes:
