@@ -17,16 +17,12 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
-
-from headwater.ports import free_port
-from streams.broker import EmbeddedBroker
+from services import broker_at
 
 HERE = Path(__file__).resolve().parent
 
@@ -57,21 +53,6 @@ def faust_rate(bootstrap: str, topic: str, count: int, send: bool, datadir: Path
         raise RuntimeError(f"faust app failed: {result.stderr[-2000:]}")
     rate: float = json.loads(found[-1])["rate"]
     return rate
-
-
-@contextmanager
-def broker_at(bootstrap_servers: str | None, folder: Path) -> Iterator[str]:
-    """The broker given on the command line, or an embedded one in `folder`, stopped on the way out."""
-    if bootstrap_servers:
-        yield bootstrap_servers
-        return
-    broker = EmbeddedBroker(folder / "broker", port=free_port())
-    bootstrap = broker.start().bootstrap
-    assert bootstrap is not None
-    try:
-        yield bootstrap
-    finally:
-        broker.stop()
 
 
 def main() -> None:

@@ -13,17 +13,14 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
-
-from headwater.ports import free_port
-from streams.broker import EmbeddedBroker
+from services import broker_at
 
 PRODUCER_TUNING = {"linger.ms": 20, "batch.size": 1_000_000, "compression.type": "lz4", "acks": "all"}
 
@@ -128,21 +125,6 @@ def passthrough(bootstrap: str, source: str, sink: str, count: int, size: int) -
     return Rate("passthrough", count, elapsed, size)
 
 
-@contextmanager
-def broker_at(bootstrap_servers: str | None, folder: str) -> Iterator[str]:
-    """The broker given on the command line, or an embedded one in `folder`, stopped on the way out."""
-    if bootstrap_servers:
-        yield bootstrap_servers
-        return
-    broker = EmbeddedBroker(Path(folder), port=free_port())
-    status = broker.start()
-    assert status.bootstrap is not None
-    try:
-        yield status.bootstrap
-    finally:
-        broker.stop()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--messages", type=int, default=200_000)
@@ -154,7 +136,7 @@ def main() -> None:
     messages = 5_000 if args.smoke else args.messages
 
     with tempfile.TemporaryDirectory(prefix="hw-bench-") as folder, \
-            broker_at(args.bootstrap_servers, folder) as bootstrap:
+            broker_at(args.bootstrap_servers, Path(folder)) as bootstrap:
         run = uuid.uuid4().hex[:6]
         source, sink = f"bench.baseline{run}.raw", f"bench.baseline{run}.enriched"
         create_topic(bootstrap, source, args.partitions)

@@ -22,6 +22,21 @@ DISTINCT_CONTACTS = 2000
 
 
 @contextmanager
+def broker_at(bootstrap_servers: str | None, folder: Path) -> Iterator[str]:
+    """The broker given on the command line, or an embedded one under `folder`, stopped on the way out."""
+    if bootstrap_servers:
+        yield bootstrap_servers
+        return
+    broker = EmbeddedBroker(folder / "broker", port=free_port())
+    bootstrap = broker.start().bootstrap
+    assert bootstrap is not None
+    try:
+        yield bootstrap
+    finally:
+        broker.stop()
+
+
+@contextmanager
 def cluster(bootstrap_servers: str | None, registry_url: str | None, tmp: Path) -> Iterator[HeadwaterSettings]:
     """The cluster given on the command line, or an embedded broker and registry stopped on the way out."""
     if bootstrap_servers:
